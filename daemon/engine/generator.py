@@ -1,0 +1,342 @@
+"""A StyleGAN2 generator (mapping + skip-architecture synthesis), readable in one sitting.
+
+Parameter and buffer names follow NVIDIA's stylegan2-ada-pytorch (`mapping.fc0.weight`,
+`synthesis.b64.conv0.affine.bias`, ...) so that a state dict rebuilt from an official pickle loads with
+`load_state_dict` and nothing is renamed twice. The arithmetic follows the same reference code paths
+(equalised learning rate, modulation/demodulation, transposed-conv upsampling followed by a [1,3,3,1] FIR filter),
+so the same w and noise give the same image within float rounding.
+
+What is ours: the synthesis can stop at any block and hand back that block's features without computing
+the later blocks, which is what makes a DragGAN step cheap; the full image is rendered only when asked for.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+NoiseMode = Literal["const", "random", "none"]
+
+LRELU_GAIN = math.sqrt(2.0)
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Architecture settings, named as NVIDIA's `_init_kwargs` name them, read from a checkpoint."""
+
+    z_dim: int = 512
+    w_dim: int = 512
+    img_resolution: int = 256
+    img_channels: int = 3
+    mapping_layers: int = 8
+    mapping_lr_multiplier: float = 0.01
+    layer_features: int | None = None  # width of the hidden mapping layers (w_dim when None)
+    channel_base: int = 32768
+    channel_max: int = 512
+    num_fp16_res: int = 0
+    conv_clamp: float | None = None
+    resample_filter: tuple[int, ...] = field(default=(1, 3, 3, 1))
+
+    def __post_init__(self) -> None:
+        res = self.img_resolution
+        if res < 4 or res & (res - 1):
+            raise ValueError(f"img_resolution must be a power of two >= 4, got {res}")
+        if self.img_channels not in (1, 3, 4):
+            raise ValueError(f"img_channels must be 1, 3 or 4, got {self.img_channels}")
+
+    @property
+    def block_resolutions(self) -> list[int]:
+        return [2**i for i in range(2, int(math.log2(self.img_resolution)) + 1)]
+
+    def channels(self, res: int) -> int:
+        return min(self.channel_base // res, self.channel_max)
+
+    @property
+    def fp16_resolution(self) -> int:
+        return max(2 ** (int(math.log2(self.img_resolution)) + 1 - self.num_fp16_res), 8)
+
+    @property
+    def num_ws(self) -> int:
+        # Every block has two convs except b4 (one); the last block's ToRGB takes one more w.
+        return 2 * len(self.block_resolutions) - 1 + 1
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["resample_filter"] = list(self.resample_filter)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> GeneratorConfig:
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        if "resample_filter" in known:
+            known["resample_filter"] = tuple(known["resample_filter"])
+        return cls(**known)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Pure functions: the arithmetic of NVIDIA's reference ops.
+
+
+def bias_act(x: torch.Tensor, b: torch.Tensor, lrelu: bool, gain: float, clamp: float | None) -> torch.Tensor:
+    x = x + b.reshape(1, -1, *([1] * (x.ndim - 2))).to(x.dtype)
+    if lrelu:
+        x = F.leaky_relu(x, 0.2)
+    if gain != 1:
+        x = x * gain
+    if clamp is not None and clamp >= 0:
+        x = x.clamp(-clamp, clamp)
+    return x
+
+
+def fir_filter(x: torch.Tensor, f: torch.Tensor, pad: tuple[int, int, int, int], gain: float) -> torch.Tensor:
+    """Pad (x0, x1, y0, y1) then correlate every channel with the 2-D filter `f` scaled by `gain`."""
+    c = x.shape[1]
+    x = F.pad(x, [max(pad[0], 0), max(pad[1], 0), max(pad[2], 0), max(pad[3], 0)])
+    x = x[:, :, max(-pad[2], 0) : x.shape[2] - max(-pad[3], 0), max(-pad[0], 0) : x.shape[3] - max(-pad[1], 0)]
+    w = (f * gain).flip([0, 1]).to(x.dtype)[None, None].repeat(c, 1, 1, 1)
+    return F.conv2d(x, w, groups=c)
+
+
+def upsample2d(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    """2x upsampling by zero insertion and FIR filtering (the ToRGB skip path)."""
+    b, c, h, w = x.shape
+    x = x.reshape(b, c, h, 1, w, 1)
+    x = F.pad(x, [0, 1, 0, 0, 0, 1]).reshape(b, c, h * 2, w * 2)
+    fw = f.shape[-1]
+    return fir_filter(x, f, ((fw + 1) // 2, (fw - 2) // 2, (fw + 1) // 2, (fw - 2) // 2), gain=4.0)
+
+
+def make_filter(taps: tuple[int, ...], device: torch.device | None = None) -> torch.Tensor:
+    f = torch.as_tensor(taps, dtype=torch.float32, device=device)
+    f = torch.outer(f, f)
+    return f / f.sum()
+
+
+def modulated_conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    styles: torch.Tensor,
+    *,
+    demodulate: bool = True,
+    up: bool = False,
+    padding: int = 0,
+    resample_filter: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Style-modulated convolution as one grouped conv (NVIDIA's fused path)."""
+    batch = x.shape[0]
+    out_c, in_c, kh, kw = weight.shape
+    if x.dtype == torch.float16 and demodulate:
+        # Pre-normalise so fp16 does not overflow; demodulation cancels the scale.
+        weight = weight * (1 / math.sqrt(in_c * kh * kw) / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
+        styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
+    w = weight.unsqueeze(0) * styles.reshape(batch, 1, -1, 1, 1)
+    if demodulate:
+        dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()
+        w = w * dcoefs.reshape(batch, -1, 1, 1, 1)
+    x = x.reshape(1, -1, *x.shape[2:])
+    if not up:
+        x = F.conv2d(x, w.reshape(-1, in_c, kh, kw).to(x.dtype), padding=padding, groups=batch)
+    else:
+        # Transposed conv with stride 2, then the FIR filter: NVIDIA's fast path for up=2, padding=1.
+        w = w.reshape(batch, out_c, in_c, kh, kw).transpose(1, 2).reshape(batch * in_c, out_c, kh, kw)
+        x = F.conv_transpose2d(x, w.to(x.dtype), stride=2, groups=batch)
+        fw = resample_filter.shape[-1]
+        p0 = padding + (fw + 1) // 2 - (kw - 1)
+        p1 = padding + (fw - 2) // 2 - (kw - 2)
+        x = fir_filter(x, resample_filter, (p0, p1, p0, p1), gain=4.0)
+    return x.reshape(batch, -1, *x.shape[2:])
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Layers.
+
+
+class FullyConnectedLayer(nn.Module):
+    """Linear layer with equalised learning rate (weights stored unscaled, scaled at run time)."""
+
+    def __init__(self, in_f: int, out_f: int, lrelu: bool = False, lr_multiplier: float = 1.0, bias_init: float = 0):
+        super().__init__()
+        self.lrelu = lrelu
+        self.weight = nn.Parameter(torch.randn(out_f, in_f) / lr_multiplier)
+        self.bias = nn.Parameter(torch.full([out_f], float(bias_init)))
+        self.weight_gain = lr_multiplier / math.sqrt(in_f)
+        self.bias_gain = lr_multiplier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight.to(x.dtype) * self.weight_gain
+        b = self.bias.to(x.dtype) * self.bias_gain
+        if not self.lrelu:
+            return torch.addmm(b.unsqueeze(0), x, w.t())
+        return bias_act(x.matmul(w.t()), b, lrelu=True, gain=LRELU_GAIN, clamp=None)
+
+
+class MappingNetwork(nn.Module):
+    def __init__(self, cfg: GeneratorConfig):
+        super().__init__()
+        self.z_dim, self.w_dim, self.num_ws = cfg.z_dim, cfg.w_dim, cfg.num_ws
+        self.num_layers = cfg.mapping_layers
+        hidden = cfg.layer_features or cfg.w_dim
+        dims = [cfg.z_dim] + [hidden] * (cfg.mapping_layers - 1) + [cfg.w_dim]
+        for i in range(cfg.mapping_layers):
+            layer = FullyConnectedLayer(dims[i], dims[i + 1], lrelu=True, lr_multiplier=cfg.mapping_lr_multiplier)
+            setattr(self, f"fc{i}", layer)
+        self.register_buffer("w_avg", torch.zeros([cfg.w_dim]))
+
+    def forward(self, z: torch.Tensor, truncation_psi: float = 1.0, truncation_cutoff: int | None = None) -> torch.Tensor:
+        x = z * (z.square().mean(dim=1, keepdim=True) + 1e-8).rsqrt()
+        for i in range(self.num_layers):
+            x = getattr(self, f"fc{i}")(x)
+        x = x.unsqueeze(1).repeat(1, self.num_ws, 1)
+        if truncation_psi != 1:
+            cut = self.num_ws if truncation_cutoff is None else truncation_cutoff
+            x[:, :cut] = self.w_avg.lerp(x[:, :cut], truncation_psi)
+        return x
+
+
+class SynthesisLayer(nn.Module):
+    def __init__(self, in_c: int, out_c: int, w_dim: int, resolution: int, up: bool, cfg: GeneratorConfig):
+        super().__init__()
+        self.up, self.resolution, self.conv_clamp = up, resolution, cfg.conv_clamp
+        self.affine = FullyConnectedLayer(w_dim, in_c, bias_init=1)
+        self.weight = nn.Parameter(torch.randn(out_c, in_c, 3, 3))
+        self.bias = nn.Parameter(torch.zeros(out_c))
+        self.register_buffer("noise_const", torch.randn(resolution, resolution))
+        self.noise_strength = nn.Parameter(torch.zeros([]))
+        self.register_buffer("resample_filter", make_filter(cfg.resample_filter))
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: NoiseMode) -> torch.Tensor:
+        styles = self.affine(w)
+        x = modulated_conv2d(x, self.weight, styles, up=self.up, padding=1, resample_filter=self.resample_filter)
+        if noise_mode == "random":
+            noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device)
+            x = x + (noise * self.noise_strength).to(x.dtype)
+        elif noise_mode == "const":
+            x = x + (self.noise_const * self.noise_strength).to(x.dtype)
+        return bias_act(x, self.bias, lrelu=True, gain=LRELU_GAIN, clamp=self.conv_clamp)
+
+
+class ToRGBLayer(nn.Module):
+    def __init__(self, in_c: int, out_c: int, w_dim: int, cfg: GeneratorConfig):
+        super().__init__()
+        self.conv_clamp = cfg.conv_clamp
+        self.affine = FullyConnectedLayer(w_dim, in_c, bias_init=1)
+        self.weight = nn.Parameter(torch.randn(out_c, in_c, 1, 1))
+        self.bias = nn.Parameter(torch.zeros(out_c))
+        self.weight_gain = 1 / math.sqrt(in_c)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        styles = self.affine(w) * self.weight_gain
+        x = modulated_conv2d(x, self.weight, styles, demodulate=False)
+        return bias_act(x, self.bias, lrelu=False, gain=1.0, clamp=self.conv_clamp)
+
+
+class SynthesisBlock(nn.Module):
+    def __init__(self, in_c: int, out_c: int, resolution: int, cfg: GeneratorConfig):
+        super().__init__()
+        self.in_c, self.out_c, self.resolution = in_c, out_c, resolution
+        self.use_fp16 = resolution >= cfg.fp16_resolution
+        if in_c == 0:
+            self.const = nn.Parameter(torch.randn(out_c, resolution, resolution))
+        else:
+            self.conv0 = SynthesisLayer(in_c, out_c, cfg.w_dim, resolution, up=True, cfg=cfg)
+        self.conv1 = SynthesisLayer(out_c, out_c, cfg.w_dim, resolution, up=False, cfg=cfg)
+        self.torgb = ToRGBLayer(out_c, cfg.img_channels, cfg.w_dim, cfg)
+        self.register_buffer("resample_filter", make_filter(cfg.resample_filter))
+        self.num_conv = 1 if in_c == 0 else 2
+
+    def features(self, x: torch.Tensor | None, ws: torch.Tensor, noise_mode: NoiseMode, dtype: torch.dtype) -> torch.Tensor:
+        """The block's feature map; `ws` holds this block's conv ws ([B, num_conv, w_dim])."""
+        if self.in_c == 0:
+            x = self.const.to(dtype).unsqueeze(0).repeat(ws.shape[0], 1, 1, 1)
+            return self.conv1(x, ws[:, 0], noise_mode)
+        x = self.conv0(x.to(dtype), ws[:, 0], noise_mode)
+        return self.conv1(x, ws[:, 1], noise_mode)
+
+    def rgb(self, x: torch.Tensor, img: torch.Tensor | None, w: torch.Tensor) -> torch.Tensor:
+        y = self.torgb(x, w).float()
+        if img is None:
+            return y
+        return upsample2d(img, self.resample_filter) + y
+
+
+class SynthesisNetwork(nn.Module):
+    def __init__(self, cfg: GeneratorConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.img_resolution, self.num_ws = cfg.img_resolution, cfg.num_ws
+        self.block_resolutions = cfg.block_resolutions
+        self.half_dtype: torch.dtype | None = None  # set by Generator.set_precision
+        for res in self.block_resolutions:
+            in_c = cfg.channels(res // 2) if res > 4 else 0
+            setattr(self, f"b{res}", SynthesisBlock(in_c, cfg.channels(res), res, cfg))
+
+    def block(self, res: int) -> SynthesisBlock:
+        return getattr(self, f"b{res}")
+
+    def run(
+        self,
+        ws: torch.Tensor,
+        *,
+        feature_res: int | None = None,
+        render_image: bool = True,
+        noise_mode: NoiseMode = "const",
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Return (image, features of block `feature_res`); stops after that block when no image is asked."""
+        if feature_res is not None and feature_res not in self.block_resolutions:
+            raise ValueError(f"no synthesis block at resolution {feature_res}")
+        if not render_image and feature_res is None:
+            raise ValueError("nothing to compute: no image and no features asked for")
+        x = img = feats = None
+        w_idx = 0
+        for res in self.block_resolutions:
+            block = self.block(res)
+            dtype = self.half_dtype if (self.half_dtype is not None and block.use_fp16) else torch.float32
+            x = block.features(x, ws[:, w_idx : w_idx + block.num_conv], noise_mode, dtype)
+            w_idx += block.num_conv
+            if res == feature_res:
+                feats = x.float()
+                if not render_image:
+                    return None, feats
+            if render_image:
+                img = block.rgb(x, img, ws[:, w_idx])
+        return img, feats
+
+    def forward(self, ws: torch.Tensor, noise_mode: NoiseMode = "const") -> torch.Tensor:
+        return self.run(ws, noise_mode=noise_mode)[0]
+
+
+class Generator(nn.Module):
+    """z -> w (mapping) -> image (synthesis). Images are NCHW floats, nominally in [-1, 1]."""
+
+    def __init__(self, cfg: GeneratorConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.z_dim, self.w_dim, self.img_resolution = cfg.z_dim, cfg.w_dim, cfg.img_resolution
+        self.synthesis = SynthesisNetwork(cfg)
+        self.num_ws = self.synthesis.num_ws
+        self.mapping = MappingNetwork(cfg)
+
+    def forward(self, z: torch.Tensor, truncation_psi: float = 1.0, noise_mode: NoiseMode = "const") -> torch.Tensor:
+        return self.synthesis(self.mapping(z, truncation_psi), noise_mode=noise_mode)
+
+    def set_precision(self, precision: Literal["fp32", "fp16", "bf16"]) -> None:
+        """Half precision for the blocks NVIDIA marks fp16 (num_fp16_res); only honoured on CUDA."""
+        on_cuda = next(self.parameters()).device.type == "cuda"
+        half = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+        self.synthesis.half_dtype = half if on_cuda else None
+
+    def feature_resolution(self, preferred: int = 128) -> int:
+        """The block whose features DragGAN supervises: b128, or the nearest block for small models."""
+        blocks = self.synthesis.block_resolutions
+        return min(blocks, key=lambda r: (abs(math.log2(r) - math.log2(preferred)), -r))
+
+    def z_to_ws(self, seed: int, truncation_psi: float = 0.7, device: torch.device | str = "cpu") -> torch.Tensor:
+        g = torch.Generator().manual_seed(int(seed))
+        z = torch.randn(1, self.z_dim, generator=g).to(device)
+        with torch.no_grad():
+            return self.mapping(z, truncation_psi)
