@@ -1,0 +1,505 @@
+"""The daemon's socket loop: a ROUTER socket, request validation and dispatch, event delivery, housekeeping.
+
+Threads: this loop owns the ROUTER socket and never waits on the engine; the device worker (worker.py) runs
+engine tasks and hands outgoing messages to `post`, which queues them and wakes the loop through an inproc
+socket. Every incoming message is checked (framing, signature, header, version, content schema, buffer sizes,
+caps) before anything is queued for the engine; every failure gets a specific error reply, except unsigned or
+wrongly signed messages, which are dropped and logged (their sender may not hold the secret).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+from draggan_protocol.errors import ProtocolError
+from draggan_protocol.framing import SignatureError, decode, encode, make_header
+from draggan_protocol.signing import Signer
+from draggan_protocol.spec import DEFAULT_LIMITS, PROTOCOL_VERSION, REQUEST_TYPES, ErrorCode
+from draggan_protocol.validation import check_image_buffer, validate_request
+
+from .engine_ops import EngineOps, inversion_available
+from .logs import event
+from .models import ModelRegistry
+from .sessions import Session, SessionStore
+from .worker import Task, Worker, new_job_id, warm_up
+
+log = logging.getLogger("draggan.server")
+
+DAEMON_VERSION = "0.1.0"
+SERVER_SESSION = "daemon"
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 0  # 0 = a free port
+    key: bytes = b""
+    limits: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
+    heartbeat_interval: float = 5.0  # what clients are told to use
+    client_timeout: float = 60.0  # silence after which a client's jobs are cancelled and sessions freed
+    session_idle_timeout: float = 3600.0
+    sweep_interval: float = 0.25
+    curve_secret_key: bytes | None = None  # Z85; required when host is not loopback
+    curve_public_key: bytes | None = None
+    curve_authorized_clients: list[bytes] | None = None  # Z85 public keys; None = any key (HMAC still applies)
+
+
+@dataclass
+class ClientInfo:
+    identity: bytes
+    name: str = ""
+    first_seen: float = field(default_factory=time.monotonic)
+    last_seen: float = field(default_factory=time.monotonic)
+
+
+def is_loopback(host: str) -> bool:
+    return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
+
+
+class DaemonServer:
+    def __init__(self, config: ServerConfig, registry: ModelRegistry, context: zmq.Context | None = None) -> None:
+        if not config.key:
+            raise ValueError("the daemon needs an HMAC secret")
+        if not is_loopback(config.host) and not config.curve_secret_key:
+            raise ValueError(f"listening on {config.host} requires CURVE keys (or use an SSH tunnel to 127.0.0.1)")
+        warm_up()
+        self.config = config
+        self.limits = {**DEFAULT_LIMITS, **config.limits}
+        self.registry = registry
+        self.signer = Signer(config.key)
+        self.ctx = context or zmq.Context.instance()
+        self.store = SessionStore(
+            self.limits["max_sessions"], self.limits["max_sessions_per_client"], self.limits["max_total_pixels"]
+        )
+        self.ops = EngineOps(registry)
+        self.worker = Worker(self.ops, self.store, self.post, self.limits["max_queue"])
+        self.clients: dict[bytes, ClientInfo] = {}
+        self._outbox: deque[tuple[bytes, str, dict[str, Any], list[Any], str | None]] = deque()
+        self._wake_addr = f"inproc://draggan-wake-{id(self)}"
+        self._wakers = threading.local()
+        self._stop = threading.Event()
+        self._auth: Any = None
+        self.stats = {"received": 0, "dropped_unsigned": 0, "errors": 0, "sent": 0}
+        self.router = self.ctx.socket(zmq.ROUTER)
+        self.router.setsockopt(zmq.LINGER, 0)
+        self.router.setsockopt(zmq.MAXMSGSIZE, self.limits["max_frame_bytes"] + 65536)
+        self.router.setsockopt(zmq.ROUTER_HANDOVER, 0)
+        self.router.setsockopt(zmq.SNDHWM, 2000)
+        if config.curve_secret_key:
+            self._setup_curve()
+        host = f"[{config.host}]" if ":" in config.host else config.host
+        self.router.bind(f"tcp://{host}:{config.port or '*'}")
+        self.endpoint = self.router.getsockopt(zmq.LAST_ENDPOINT).decode()
+        self.port = int(self.endpoint.rsplit(":", 1)[1])
+        self._wake = self.ctx.socket(zmq.PULL)
+        self._wake.bind(self._wake_addr)
+        self.thread: threading.Thread | None = None
+
+    def _setup_curve(self) -> None:
+        from zmq.auth.thread import ThreadAuthenticator
+
+        self._auth = ThreadAuthenticator(self.ctx)
+        self._auth.start()
+        if self.config.curve_authorized_clients is None:
+            self._auth.configure_curve(domain="*", location=zmq.auth.CURVE_ALLOW_ANY)
+        else:
+            self._auth.configure_curve_callback(
+                domain="*", credentials_provider=_KeyList(self.config.curve_authorized_clients)
+            )
+        self.router.curve_server = True
+        self.router.curve_secretkey = self.config.curve_secret_key
+        self.router.curve_publickey = self.config.curve_public_key
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> threading.Thread:
+        """Serve on a background thread (tests, `draggan edit` in-process); `serve_forever` for the foreground."""
+        self.thread = threading.Thread(target=self.serve_forever, name="draggan-server", daemon=True)
+        self.thread.start()
+        return self.thread
+
+    def request_stop(self) -> None:
+        self._stop.set()
+        self._wake_loop()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.request_stop()
+        if self.thread is not None and self.thread is not threading.current_thread():
+            self.thread.join(timeout)
+
+    def serve_forever(self) -> None:
+        self.worker.start()
+        event(
+            log,
+            "listening",
+            endpoint=self.endpoint,
+            device=self.registry.device,
+            pid=os.getpid(),
+            models=",".join(self.registry.entries),
+            curve=bool(self.config.curve_secret_key),
+        )
+        poller = zmq.Poller()
+        poller.register(self.router, zmq.POLLIN)
+        poller.register(self._wake, zmq.POLLIN)
+        next_sweep = time.monotonic() + self.config.sweep_interval
+        try:
+            while not self._stop.is_set():
+                ready = dict(poller.poll(int(self.config.sweep_interval * 1000)))
+                if self._wake in ready:
+                    while True:
+                        try:
+                            self._wake.recv(zmq.NOBLOCK)
+                        except zmq.Again:
+                            break
+                self._flush()
+                if self.router in ready:
+                    for _ in range(64):  # bounded burst so events keep flowing under a flood
+                        try:
+                            frames = self.router.recv_multipart(zmq.NOBLOCK, copy=False)
+                        except zmq.Again:
+                            break
+                        self._handle([f.buffer for f in frames])
+                    self._flush()
+                if time.monotonic() >= next_sweep:
+                    self._sweep()
+                    next_sweep = time.monotonic() + self.config.sweep_interval
+            self._flush()
+        finally:
+            self.worker.stop()
+            self._flush()
+            self.router.close(0)
+            self._wake.close(0)
+            if self._auth is not None:
+                self._auth.stop()
+            event(log, "stopped", endpoint=self.endpoint)
+
+    # ------------------------------------------------------------------ sending
+    def post(
+        self, identity: bytes, msg_type: str, content: dict[str, Any], buffers: list[Any], parent: str | None
+    ) -> None:
+        """Queue a message for a client; callable from any thread."""
+        self._outbox.append((identity, msg_type, content, buffers, parent))
+        if threading.current_thread() is not self.thread:
+            self._wake_loop()
+
+    def _wake_loop(self) -> None:
+        sock = getattr(self._wakers, "sock", None)
+        if sock is None:
+            sock = self.ctx.socket(zmq.PUSH)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.SNDHWM, 1)
+            sock.connect(self._wake_addr)
+            self._wakers.sock = sock
+        try:
+            sock.send(b"", zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # a wake-up is already pending
+
+    def _flush(self) -> None:
+        while self._outbox:
+            identity, msg_type, content, buffers, parent = self._outbox.popleft()
+            self._send(identity, msg_type, content, buffers, parent)
+
+    def _send(
+        self, identity: bytes, msg_type: str, content: dict[str, Any], buffers: list[Any], parent: str | None
+    ) -> None:
+        header = make_header(msg_type, SERVER_SESSION, parent)
+        frames = [identity, *encode(header, content, buffers, self.signer)]
+        try:
+            self.router.send_multipart(frames, copy=not buffers, flags=zmq.NOBLOCK)
+            self.stats["sent"] += 1
+        except zmq.ZMQError as exc:  # peer gone or its queue full: the message is dropped, never blocks
+            event(log, "send_dropped", logging.DEBUG, msg_type=msg_type, error=exc)
+
+    def reply(
+        self,
+        identity: bytes,
+        request_type: str,
+        parent: str | None,
+        content: dict[str, Any],
+        buffers: list[Any] | None = None,
+    ) -> None:
+        msg_type = f"{request_type}_reply" if request_type in REQUEST_TYPES else "error"
+        self._send(identity, msg_type, content, buffers or [], parent)
+
+    # ------------------------------------------------------------------ receiving
+    def _handle(self, frames: list[Any]) -> None:
+        self.stats["received"] += 1
+        if len(frames) < 2:
+            return  # no routing identity: cannot answer
+        identity = bytes(frames[0])
+        try:
+            msg = decode(frames[1:], self.signer, self.limits)
+        except SignatureError:
+            self.stats["dropped_unsigned"] += 1
+            if self.stats["dropped_unsigned"] <= 10 or self.stats["dropped_unsigned"] % 1000 == 0:
+                event(
+                    log,
+                    "dropped_unsigned",
+                    logging.WARNING,
+                    peer=identity.hex()[:16],
+                    count=self.stats["dropped_unsigned"],
+                )
+            return
+        except ProtocolError as exc:
+            self.stats["errors"] += 1
+            event(log, "bad_message", logging.DEBUG, code=exc.code, error=exc.message)
+            self.reply(
+                identity, getattr(exc, "request_type", "error"), getattr(exc, "parent_id", None), exc.to_content()
+            )
+            return
+        if self._stop.is_set():
+            content = {"status": "error", "code": ErrorCode.SHUTTING_DOWN, "message": "the daemon is shutting down"}
+            self.reply(identity, msg.msg_type, msg.msg_id, content)
+            return
+        client = self.clients.get(identity)
+        if client is None:
+            client = self.clients[identity] = ClientInfo(identity)
+            event(log, "client_seen", peer=identity.hex()[:16], session=msg.header["session"][:16])
+        client.last_seen = time.monotonic()
+        try:
+            content = validate_request(msg.msg_type, msg.content)
+            handler = getattr(self, f"on_{msg.msg_type}")
+            result = handler(identity, msg, content)
+        except ProtocolError as exc:
+            self.stats["errors"] += 1
+            event(log, "request_refused", logging.DEBUG, msg_type=msg.msg_type, code=exc.code, error=exc.message)
+            self.reply(identity, msg.msg_type, msg.msg_id, exc.to_content())
+            return
+        except Exception as exc:  # a bug in a handler must not take the daemon down
+            log.exception("handler_crashed msg_type=%s", msg.msg_type)
+            content = {"status": "error", "code": ErrorCode.INTERNAL_ERROR, "message": f"{type(exc).__name__}: {exc}"}
+            self.reply(identity, msg.msg_type, msg.msg_id, content)
+            return
+        if result is not None:
+            self.reply(identity, msg.msg_type, msg.msg_id, {"status": "ok", **result})
+
+    # ------------------------------------------------------------------ handlers (socket thread; never block)
+    def on_hello(self, identity: bytes, msg: Any, c: dict[str, Any]) -> dict[str, Any]:
+        self.clients[identity].name = c["client"]
+        event(log, "hello", peer=identity.hex()[:16], client=c["client"])
+        return {
+            "protocol_version": PROTOCOL_VERSION,
+            "daemon_version": DAEMON_VERSION,
+            "device": str(self.registry.device),
+            "models": self.registry.describe(),
+            "default_model": self.registry.default,
+            "limits": self.limits,
+            "heartbeat_interval": self.config.heartbeat_interval,
+            "client_timeout": self.config.client_timeout,
+            "session_idle_timeout": self.config.session_idle_timeout,
+            "capabilities": {"invert": inversion_available(), "formats": ["RGBA8", "BGRA8"], "seed_sessions": True},
+            "queue_length": self.worker.queue_length(),
+        }
+
+    def on_heartbeat(self, identity: bytes, msg: Any, c: dict[str, Any]) -> dict[str, Any]:
+        return {"queue_length": self.worker.queue_length()}
+
+    def on_list_models(self, identity: bytes, msg: Any, c: dict[str, Any]) -> dict[str, Any]:
+        return {"models": self.registry.describe(), "default_model": self.registry.default}
+
+    def on_status(self, identity: bytes, msg: Any, c: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "queue_length": self.worker.queue_length(),
+            "jobs": self.worker.positions_for(identity),
+            "sessions": [s.describe() for s in self.store.owned_by(identity)],
+            "total_sessions": len(self.store.sessions),
+            "total_pixels": self.store.total_pixels,
+        }
+
+    def on_open_session(self, identity: bytes, msg: Any, c: dict[str, Any]) -> None:
+        try:
+            model = self.registry.resolve_name(c.get("model"))
+        except KeyError as exc:
+            raise ProtocolError(ErrorCode.MODEL_NOT_FOUND, str(exc.args[0]), field="model") from None
+        entry = self.registry.entries[model]
+        fields: dict[str, Any] = {"model_name": model, "source": c["source"], "name": c["name"]}
+        if c["source"] == "seed":
+            res = int(entry.generator.img_resolution) if entry.generator is not None else 0
+            fields.update(width=res, height=res, offset=tuple(c["offset"]), seed=c["seed"], psi=c["psi"])
+        else:
+            layer = c.get("layer")
+            if layer is None:
+                raise ProtocolError(ErrorCode.INVALID_CONTENT, "layer: required when source is 'layer'", field="layer")
+            w, h = layer["width"], layer["height"]
+            if w * h > self.limits["max_layer_pixels"]:
+                raise ProtocolError(
+                    ErrorCode.TOO_LARGE,
+                    f"the layer is {w}x{h} ({w * h / 1e6:.1f} megapixels); this daemon takes at most "
+                    f"{self.limits['max_layer_pixels'] / 1e6:.1f} megapixels: send a region or a smaller layer",
+                    field="layer",
+                )
+            check_image_buffer(layer, msg.buffers, w, h, "layer")
+            if "selection" in c:
+                check_image_buffer(c["selection"], msg.buffers, w, h, "selection")
+            region = c.get("region")
+            if region is not None:
+                x, y, rw, rh = region
+                if x >= w or y >= h or x + rw <= 0 or y + rh <= 0:
+                    raise ProtocolError(
+                        ErrorCode.INVALID_CONTENT, f"region {region} lies outside the {w}x{h} layer", field="region"
+                    )
+            fields.update(width=w, height=h, offset=tuple(layer["offset"]), region=tuple(region) if region else None)
+        session = self.store.create(identity, **fields)
+        session.pending_tasks = 1
+        task = Task("open", identity, msg.msg_id, session, c, list(msg.buffers))
+        try:
+            self.worker.submit(task)
+        except ProtocolError:
+            self.store.remove(session.session_id)
+            raise
+        event(
+            log,
+            "session_opening",
+            session=session.session_id[:8],
+            source=c["source"],
+            model=model,
+            size=f"{fields['width']}x{fields['height']}",
+        )
+        return None  # the worker replies once the session is prepared
+
+    def _owned(self, identity: bytes, c: dict[str, Any]) -> Session:
+        return self.store.get_owned(c["session_id"], identity)
+
+    def _submit_job(self, identity: bytes, msg: Any, kind: str, s: Session, c: dict[str, Any]) -> dict[str, Any]:
+        with self.store.lock:
+            if s.active_job is not None:
+                raise ProtocolError(
+                    ErrorCode.BUSY,
+                    "this session already has a job queued or running; cancel it first",
+                    field="session_id",
+                    job_id=s.active_job,
+                )
+            job_id = new_job_id()
+            s.active_job = job_id
+        task = Task(kind, identity, msg.msg_id, s, c, list(msg.buffers), job_id=job_id)
+        try:
+            position = self.worker.submit(task)
+        except ProtocolError:
+            with self.store.lock:
+                s.active_job = None
+            raise
+        event(log, "job_queued", kind=kind, job=job_id[:8], session=s.session_id[:8], position=position)
+        return {"job_id": job_id, "session_id": s.session_id, "queue_position": position}
+
+    def on_invert(self, identity: bytes, msg: Any, c: dict[str, Any]) -> dict[str, Any]:
+        s = self._owned(identity, c)
+        if s.source == "layer" and not inversion_available():
+            raise ProtocolError(ErrorCode.UNAVAILABLE, "this daemon build cannot invert layers yet")
+        return self._submit_job(identity, msg, "invert", s, c)
+
+    def on_drag(self, identity: bytes, msg: Any, c: dict[str, Any]) -> dict[str, Any]:
+        s = self._owned(identity, c)
+        if s.source == "layer" and not s.inverted and not inversion_available():
+            raise ProtocolError(ErrorCode.UNAVAILABLE, "this daemon build cannot invert layers, so it cannot drag them")
+        if "mask" in c:
+            if s.width <= 0:
+                raise ProtocolError(ErrorCode.BUSY, "the session is still being prepared; send the mask again shortly")
+            check_image_buffer(c["mask"], msg.buffers, s.width, s.height, "mask")
+        return self._submit_job(identity, msg, "drag", s, c)
+
+    def on_cancel(self, identity: bytes, msg: Any, c: dict[str, Any]) -> dict[str, Any]:
+        task = self.worker.find_job(c["job_id"], identity)
+        was = self.worker.cancel(task)
+        event(log, "job_cancel", job=c["job_id"][:8], was=was)
+        return {"job_id": c["job_id"], "was": was}
+
+    def on_undo(self, identity: bytes, msg: Any, c: dict[str, Any]) -> dict[str, Any]:
+        s = self._owned(identity, c)
+        with self.store.lock:
+            if s.busy:
+                raise ProtocolError(ErrorCode.BUSY, "the session has work queued or running", field="session_id")
+            if len(s.history) <= 1:
+                raise ProtocolError(ErrorCode.NOTHING_TO_UNDO, "there is no drag to undo", field="session_id")
+            s.history.pop()
+            return {"session_id": s.session_id, "history_depth": len(s.history) - 1}
+
+    def on_reset(self, identity: bytes, msg: Any, c: dict[str, Any]) -> dict[str, Any]:
+        s = self._owned(identity, c)
+        with self.store.lock:
+            if s.busy:
+                raise ProtocolError(ErrorCode.BUSY, "the session has work queued or running", field="session_id")
+            del s.history[1:]
+            return {"session_id": s.session_id, "history_depth": 0}
+
+    def on_get_result(self, identity: bytes, msg: Any, c: dict[str, Any]) -> None:
+        s = self._owned(identity, c)
+        with self.store.lock:
+            s.pending_tasks += 1
+        try:
+            self.worker.submit(Task("result", identity, msg.msg_id, s, c))
+        except ProtocolError:
+            with self.store.lock:
+                s.pending_tasks -= 1
+            raise
+        return None
+
+    def on_close_session(self, identity: bytes, msg: Any, c: dict[str, Any]) -> dict[str, Any]:
+        s = self._owned(identity, c)
+        self._close(s, "closed by the client")
+        return {"session_id": s.session_id}
+
+    def on_shutdown(self, identity: bytes, msg: Any, c: dict[str, Any]) -> dict[str, Any]:
+        event(log, "shutdown_requested", peer=identity.hex()[:16])
+        self._stop.set()
+        return {"message": "shutting down"}
+
+    # ------------------------------------------------------------------ housekeeping
+    def _close(self, s: Session, reason: str) -> None:
+        """Free a session now, or as soon as its running work stops (its queued work is cancelled)."""
+        with self.store.lock:
+            s.closing = True
+        for t in self._tasks_of(s):
+            self.worker.cancel(t, reason)
+        with self.store.lock:
+            if not s.busy:
+                self.store.remove(s.session_id)
+                s.history.clear()
+                s.layer = s.prepared = None
+        event(log, "session_closed", session=s.session_id[:8], reason=reason)
+
+    def _tasks_of(self, s: Session) -> list[Task]:
+        with self.worker._cond:
+            tasks = [t for t in self.worker.queue if t.session is s]
+            if self.worker.running is not None and self.worker.running.session is s:
+                tasks.append(self.worker.running)
+        return tasks
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        for identity, info in list(self.clients.items()):
+            if now - info.last_seen > self.config.client_timeout:
+                del self.clients[identity]
+                cancelled = self.worker.cancel_owner(identity, "client disappeared")
+                sessions = self.store.owned_by(identity)
+                for s in sessions:
+                    self._close(s, "client disappeared")
+                event(
+                    log,
+                    "client_gone",
+                    peer=identity.hex()[:16],
+                    silent_for=round(now - info.last_seen, 1),
+                    jobs_cancelled=cancelled,
+                    sessions_freed=len(sessions),
+                )
+        for s in self.store.idle(self.config.session_idle_timeout):
+            self._close(s, "idle")
+            self.post(s.owner, "session_closed", {"session_id": s.session_id, "reason": "idle"}, [], None)
+
+
+class _KeyList:
+    """ZAP credentials provider: accept exactly the listed client public keys."""
+
+    def __init__(self, keys: list[bytes]) -> None:
+        self.keys = {bytes(k) for k in keys}
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        from zmq.utils import z85
+
+        return z85.encode(key) in self.keys or key in self.keys

@@ -1,0 +1,167 @@
+"""Editing sessions: who owns them, what they hold, the undo history, and the caps that bound memory.
+
+A session is created by open_session (its pixels are counted against the caps at once, before preparation),
+filled in on the worker thread (model, prepared region or seed image), and mutated only by its own jobs, one at
+a time. The store is shared by the socket thread and the worker, so every method takes the store's lock.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from draggan_protocol.errors import ProtocolError
+from draggan_protocol.spec import ErrorCode
+
+MAX_HISTORY = 32
+
+
+@dataclass
+class EditState:
+    """One point in a session's history: a latent, the generator it belongs to (PTI may tune a copy), the
+    prepared region whose mask/selection applies, and the rendered image once known."""
+
+    ws: torch.Tensor
+    generator: Any
+    prepared: Any | None = None
+    image: torch.Tensor | None = None  # [1, 3, R, R] render of ws, cached
+    handles: list[tuple[float, float]] | None = None  # last handle positions (layer coordinates)
+
+
+@dataclass
+class Session:
+    session_id: str
+    owner: bytes  # routing identity of the client that opened it
+    model_name: str
+    source: str  # "layer" | "seed"
+    width: int
+    height: int
+    offset: tuple[int, int]
+    name: str = ""
+    layer: np.ndarray | None = None  # [H, W, 4] uint8 RGBA (layer sessions; seed sessions once rendered)
+    selection: np.ndarray | None = None
+    region: tuple[int, int, int, int] | None = None
+    seed: int = 0
+    psi: float = 0.7
+    generator: Any = None  # the model's generator (shared, frozen)
+    prepared: Any = None  # PreparedRegion for layer sessions
+    resolution: int = 0
+    history: list[EditState] = field(default_factory=list)
+    inversion: dict[str, Any] | None = None  # stages of the last inversion
+    ready: bool = False  # preparation finished
+    active_job: str | None = None  # invert/drag job queued or running on this session
+    pending_tasks: int = 0  # open/result tasks queued or running
+    closing: bool = False
+    created: float = field(default_factory=time.monotonic)
+    last_used: float = field(default_factory=time.monotonic)
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+    @property
+    def inverted(self) -> bool:
+        return bool(self.history)
+
+    @property
+    def busy(self) -> bool:
+        return self.active_job is not None or self.pending_tasks > 0
+
+    def touch(self) -> None:
+        self.last_used = time.monotonic()
+
+    def push(self, state: EditState) -> None:
+        self.history.append(state)
+        if len(self.history) > MAX_HISTORY:
+            del self.history[1]  # keep the initial state: reset goes back to it
+
+    def current(self) -> EditState | None:
+        return self.history[-1] if self.history else None
+
+    def describe(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "session_id": self.session_id,
+            "model": self.model_name,
+            "source": self.source,
+            "width": self.width,
+            "height": self.height,
+            "offset": list(self.offset),
+            "resolution": self.resolution,
+            "inverted": self.inverted,
+            "history_depth": max(0, len(self.history) - 1),
+            "busy": self.busy,
+        }
+        if self.prepared is not None:
+            m = self.prepared.map
+            d["region"] = list(m.region)
+            d["crop"] = [m.x0, m.y0, m.side, m.side]
+        return d
+
+
+class SessionStore:
+    def __init__(self, max_sessions: int, max_per_client: int, max_total_pixels: int) -> None:
+        self.max_sessions = max_sessions
+        self.max_per_client = max_per_client
+        self.max_total_pixels = max_total_pixels
+        self.sessions: dict[str, Session] = {}
+        self.lock = threading.RLock()
+
+    @property
+    def total_pixels(self) -> int:
+        return sum(s.pixels for s in self.sessions.values())
+
+    def create(self, owner: bytes, **fields: Any) -> Session:
+        """Reserve a session, or raise SESSION_LIMIT / PIXEL_LIMIT with numbers a person can act on."""
+        with self.lock:
+            if len(self.sessions) >= self.max_sessions:
+                raise ProtocolError(
+                    ErrorCode.SESSION_LIMIT,
+                    f"the daemon already holds {len(self.sessions)} sessions (limit {self.max_sessions}); "
+                    "close some first",
+                )
+            mine = sum(1 for s in self.sessions.values() if s.owner == owner)
+            if mine >= self.max_per_client:
+                raise ProtocolError(
+                    ErrorCode.SESSION_LIMIT,
+                    f"this client already holds {mine} sessions (limit {self.max_per_client}); close some first",
+                )
+            s = Session(session_id=uuid.uuid4().hex, owner=owner, **fields)
+            total = self.total_pixels + s.pixels
+            if total > self.max_total_pixels:
+                raise ProtocolError(
+                    ErrorCode.PIXEL_LIMIT,
+                    f"open sessions would hold {total / 1e6:.1f} megapixels (limit {self.max_total_pixels / 1e6:.1f}); "
+                    "close sessions or send a smaller layer or region",
+                )
+            self.sessions[s.session_id] = s
+            return s
+
+    def get_owned(self, session_id: str, owner: bytes) -> Session:
+        with self.lock:
+            s = self.sessions.get(session_id)
+            if s is None or s.closing:
+                raise ProtocolError(
+                    ErrorCode.SESSION_NOT_FOUND, f"no session {session_id!r} (closed or expired)", field="session_id"
+                )
+            if s.owner != owner:
+                raise ProtocolError(ErrorCode.FORBIDDEN, "this session belongs to another client", field="session_id")
+            s.touch()
+            return s
+
+    def remove(self, session_id: str) -> Session | None:
+        with self.lock:
+            return self.sessions.pop(session_id, None)
+
+    def owned_by(self, owner: bytes) -> list[Session]:
+        with self.lock:
+            return [s for s in self.sessions.values() if s.owner == owner]
+
+    def idle(self, older_than: float) -> list[Session]:
+        now = time.monotonic()
+        with self.lock:
+            return [s for s in self.sessions.values() if not s.busy and now - s.last_used > older_than]

@@ -1,0 +1,398 @@
+"""The client library that plugins and scripts use: stdlib + msgpack (+ pyzmq when present).
+
+Two ways to use it:
+
+Blocking, for scripts::
+
+    with Client.connect() as c:                      # reads the connection file
+        s = c.open_seed_session(seed=3)
+        done = c.drag(s["session_id"], [(10, 20, 30, 20)], on_progress=lambda m: print(m.content["step"]))
+        img = c.get_result(s["session_id"])          # Image(width, height, offset, rect, pixels)
+
+Non-blocking, for GUI event loops (call `poll()` from a timer; it also sends the heartbeats)::
+
+    req = c.send("drag", {...})                      # returns the request's msg_id at once
+    for msg in c.poll():                             # replies and events; msg.parent == req for this job
+        ...
+
+Every message is signed with the connection file's secret; a daemon that does not answer (not running, wrong
+secret) surfaces as DaemonUnreachable after the timeout, never as a hang. With the pure-Python transport a
+refused connection raises TransportError (an OSError) already when the Client is built. A missing connection
+file raises FileNotFoundError from `Client.connect()`: no daemon is running.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .connection import ConnectionInfo, read_connection_file
+from .errors import DaemonError, DaemonUnreachable, ProtocolError
+from .framing import Message, decode, encode, make_header
+from .signing import Signer
+from .transport import Transport, open_transport
+
+log = logging.getLogger("draggan_protocol.client")
+
+ProgressCallback = Callable[[Message], None]
+Point = Sequence[float]  # (handle_x, handle_y, target_x, target_y) in layer pixels
+
+
+@dataclass
+class Image:
+    """Pixels returned by the daemon. `rect` is (x, y, w, h) in layer coordinates; `offset` is where the top-left
+    pixel goes in the document (layer offset + rect origin)."""
+
+    width: int
+    height: int
+    format: str
+    offset: tuple[int, int]
+    rect: tuple[int, int, int, int]
+    pixels: bytes
+
+
+class Client:
+    """A DEALER-side connection to the daemon. Not thread-safe: use it from one thread."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        key: bytes | str,
+        *,
+        curve: tuple[bytes, bytes, bytes] | None = None,
+        transport: Transport | None = None,
+        client_name: str = "draggan-protocol",
+        heartbeat_interval: float = 5.0,
+        transport_kind: str | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.client_id = uuid.uuid4().hex
+        self.client_name = client_name
+        self.signer = Signer(key)
+        self.transport = transport or open_transport(
+            endpoint, identity=self.client_id.encode("ascii"), curve=curve, prefer=transport_kind
+        )
+        self.heartbeat_interval = heartbeat_interval
+        self._inbox: deque[Message] = deque(maxlen=4096)  # unclaimed messages; bounded for scripts that never poll
+        self._last_tx = 0.0
+        self.last_rx: float | None = None  # monotonic time of the last message from the daemon
+        self.daemon_info: dict[str, Any] | None = None
+        self._heartbeats: set[str] = set()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def connect(cls, path: str | Path | None = None, **kwargs: Any) -> Client:
+        """A client for the daemon described by the connection file (default location when `path` is None)."""
+        info = read_connection_file(path)
+        return cls.from_info(info, **kwargs)
+
+    @classmethod
+    def from_info(cls, info: ConnectionInfo, **kwargs: Any) -> Client:
+        return cls(info.endpoint, info.key_bytes, curve=info.curve_tuple(), **kwargs)
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ low level
+    def send(self, msg_type: str, content: dict[str, Any] | None = None, buffers: Sequence[Any] = ()) -> str:
+        """Sign and send one request; returns its msg_id (replies and job events carry it as `parent`)."""
+        header = make_header(msg_type, self.client_id)
+        self.transport.send_multipart(encode(header, content or {}, list(buffers), self.signer))
+        self._last_tx = time.monotonic()
+        return header["msg_id"]
+
+    def _receive(self, timeout: float | None) -> Message | None:
+        frames = self.transport.recv_multipart(timeout)
+        if frames is None:
+            return None
+        try:
+            msg = decode(frames, self.signer)
+        except ProtocolError as exc:
+            log.warning("dropping a malformed message from the daemon: %s", exc)
+            return None
+        self.last_rx = time.monotonic()
+        if msg.msg_type == "heartbeat_reply" and msg.parent in self._heartbeats:
+            self._heartbeats.discard(msg.parent)
+            return None
+        return msg
+
+    def heartbeat_if_due(self) -> None:
+        if time.monotonic() - self._last_tx >= self.heartbeat_interval:
+            self._heartbeats.add(self.send("heartbeat"))
+            if len(self._heartbeats) > 64:  # replies never came; keep the set bounded
+                self._heartbeats.clear()
+
+    def poll(self, timeout: float = 0.0) -> list[Message]:
+        """Everything that has arrived (replies and events), waiting at most `timeout` seconds for the first.
+
+        Also sends a heartbeat when one is due, so calling this from a GUI timer keeps the client's sessions alive.
+        """
+        self.heartbeat_if_due()
+        out = list(self._inbox)
+        self._inbox.clear()
+        if out:
+            timeout = 0.0
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = self._receive(max(0.0, deadline - time.monotonic()))
+            if msg is not None:
+                out.append(msg)
+                deadline = 0.0  # drain what is already there, then return
+                continue
+            if out or time.monotonic() >= deadline:
+                return out
+
+    def alive(self, within: float | None = None) -> bool:
+        """Whether the daemon said anything recently (default: three heartbeat intervals). For GUIs that poll:
+        a daemon that stopped answering heartbeats is gone, and the GUI can say so instead of waiting."""
+        return self.daemon_silent_for() <= (3 * self.heartbeat_interval if within is None else within)
+
+    def daemon_silent_for(self) -> float:
+        """Seconds since the daemon last said anything (inf when it never did)."""
+        return float("inf") if self.last_rx is None else time.monotonic() - self.last_rx
+
+    def wait_for(self, match: Callable[[Message], bool], timeout: float) -> Message:
+        """Block until a message satisfying `match` arrives; others are kept for later `poll()` calls."""
+        for i, msg in enumerate(self._inbox):
+            if match(msg):
+                del self._inbox[i]
+                return msg
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise DaemonUnreachable(
+                    f"no answer from the daemon at {self.endpoint} within {timeout:.0f} s "
+                    "(is it running? does the connection file's secret match?)"
+                )
+            self.heartbeat_if_due()
+            msg = self._receive(min(left, self.heartbeat_interval))
+            if msg is None:
+                continue
+            if match(msg):
+                return msg
+            self._inbox.append(msg)
+
+    def request(
+        self, msg_type: str, content: dict[str, Any] | None = None, buffers: Sequence[Any] = (), timeout: float = 30.0
+    ) -> Message:
+        """Send a request and return its reply; an error reply raises DaemonError."""
+        msg_id = self.send(msg_type, content, buffers)
+        reply = self.wait_for(
+            lambda m: m.parent == msg_id and (m.msg_type.endswith("_reply") or m.msg_type == "error"), timeout
+        )
+        if reply.is_error:
+            raise DaemonError(reply.content.get("code", "unknown"), reply.content.get("message", ""), reply.content)
+        return reply
+
+    # ------------------------------------------------------------------ jobs
+    def iter_job(
+        self, msg_type: str, content: dict[str, Any], buffers: Sequence[Any] = (), silence_timeout: float = 60.0
+    ) -> Iterator[Message]:
+        """Start a job and yield its messages (reply, job_queued, progress, ...) up to and including job_done.
+
+        Interrupting the iteration (KeyboardInterrupt, or closing the generator early) cancels the job.
+        """
+        reply = self.request(msg_type, content, buffers)
+        job_id = reply.content["job_id"]
+        yield reply
+        done = False
+        try:
+            while not done:
+                msg = self.wait_for(lambda m: m.content.get("job_id") == job_id, silence_timeout)
+                done = msg.msg_type == "job_done"
+                yield msg
+        finally:
+            if not done:
+                self._cancel_quietly(job_id)
+
+    def _cancel_quietly(self, job_id: str) -> None:
+        try:
+            self.request("cancel", {"job_id": job_id}, timeout=5.0)
+            self.wait_for(lambda m: m.msg_type == "job_done" and m.content.get("job_id") == job_id, 30.0)
+        except (DaemonError, DaemonUnreachable):
+            pass
+
+    def run_job(
+        self,
+        msg_type: str,
+        content: dict[str, Any],
+        buffers: Sequence[Any] = (),
+        on_progress: ProgressCallback | None = None,
+        silence_timeout: float = 60.0,
+    ) -> dict[str, Any]:
+        """Run a job to the end; returns job_done's content; a failed job raises DaemonError."""
+        final: dict[str, Any] = {}
+        for msg in self.iter_job(msg_type, content, buffers, silence_timeout):
+            if msg.msg_type == "job_done":
+                final = msg.content
+            elif on_progress is not None and msg.msg_type in ("progress", "job_queued"):
+                on_progress(msg)
+        if final.get("state") == "failed":
+            raise DaemonError(final.get("code", "internal_error"), final.get("message", "job failed"), final)
+        return final
+
+    # ------------------------------------------------------------------ operations (blocking)
+    def hello(self, timeout: float = 10.0) -> dict[str, Any]:
+        self.daemon_info = self.request("hello", {"client": self.client_name}, timeout=timeout).content
+        return self.daemon_info
+
+    def list_models(self) -> list[dict[str, Any]]:
+        return self.request("list_models").content["models"]
+
+    def status(self) -> dict[str, Any]:
+        return self.request("status").content
+
+    def open_layer_session(
+        self,
+        pixels: bytes,
+        width: int,
+        height: int,
+        *,
+        offset: tuple[int, int] = (0, 0),
+        format: str = "RGBA8",
+        selection: bytes | None = None,
+        region: tuple[int, int, int, int] | None = None,
+        model: str | None = None,
+        name: str = "",
+        timeout: float = 120.0,
+    ) -> dict[str, Any]:
+        """Upload a layer (RGBA8/BGRA8, straight alpha, row-major) and open an editing session on it."""
+        return self.request(
+            "open_session",
+            *layer_session_request(pixels, width, height, offset, format, selection, region, model, name),
+            timeout=timeout,
+        ).content
+
+    def open_seed_session(
+        self, seed: int = 0, *, model: str | None = None, psi: float = 0.7, offset: tuple[int, int] = (0, 0)
+    ) -> dict[str, Any]:
+        content = {"source": "seed", "seed": int(seed), "psi": float(psi), "offset": list(offset)}
+        if model:
+            content["model"] = model
+        return self.request("open_session", content, timeout=60.0).content
+
+    def invert(
+        self,
+        session_id: str,
+        preset: str = "fast",
+        pti: bool | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> dict[str, Any]:
+        content: dict[str, Any] = {"session_id": session_id, "preset": preset}
+        if pti is not None:
+            content["pti"] = pti
+        return self.run_job("invert", content, on_progress=on_progress)
+
+    def drag(
+        self,
+        session_id: str,
+        points: Sequence[Point],
+        *,
+        mask: bytes | None = None,
+        params: dict[str, Any] | None = None,
+        preview_every: int = 5,
+        preview_seconds: float | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> dict[str, Any]:
+        """Drag handles to targets; returns job_done's content (state, steps, handles). Blocks until done."""
+        content, buffers = drag_request(session_id, points, mask, params, preview_every, preview_seconds)
+        return self.run_job("drag", content, buffers, on_progress=on_progress)
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        return self.request("cancel", {"job_id": job_id}).content
+
+    def undo(self, session_id: str) -> dict[str, Any]:
+        return self.request("undo", {"session_id": session_id}).content
+
+    def reset(self, session_id: str) -> dict[str, Any]:
+        return self.request("reset", {"session_id": session_id}).content
+
+    def get_result(self, session_id: str, area: str = "layer", format: str = "RGBA8", timeout: float = 120.0) -> Image:
+        reply = self.request("get_result", {"session_id": session_id, "area": area, "format": format}, timeout=timeout)
+        return image_from_message(reply)
+
+    def close_session(self, session_id: str) -> dict[str, Any]:
+        return self.request("close_session", {"session_id": session_id}).content
+
+    def shutdown(self) -> dict[str, Any]:
+        return self.request("shutdown").content
+
+
+# ---------------------------------------------------------------------- request builders (for the poll API too)
+def layer_session_request(
+    pixels: bytes,
+    width: int,
+    height: int,
+    offset: tuple[int, int] = (0, 0),
+    format: str = "RGBA8",
+    selection: bytes | None = None,
+    region: tuple[int, int, int, int] | None = None,
+    model: str | None = None,
+    name: str = "",
+) -> tuple[dict[str, Any], list[Any]]:
+    """(content, buffers) of an open_session request for a layer; `selection` is A8 (255 = selected)."""
+    content: dict[str, Any] = {
+        "source": "layer",
+        "layer": {"width": width, "height": height, "format": format, "offset": list(offset), "buffer": 0},
+        "name": name,
+    }
+    buffers: list[Any] = [pixels]
+    if selection is not None:
+        content["selection"] = {"format": "A8", "buffer": 1}
+        buffers.append(selection)
+    if region is not None:
+        content["region"] = [int(v) for v in region]
+    if model:
+        content["model"] = model
+    return content, buffers
+
+
+def drag_request(
+    session_id: str,
+    points: Sequence[Point],
+    mask: bytes | None = None,
+    params: dict[str, Any] | None = None,
+    preview_every: int = 5,
+    preview_seconds: float | None = None,
+) -> tuple[dict[str, Any], list[Any]]:
+    """(content, buffers) of a drag request; `mask` is A8 at layer size, 255 = may change (like a selection)."""
+    content: dict[str, Any] = {
+        "session_id": session_id,
+        "points": [[float(v) for v in p] for p in points],
+        "params": dict(params or {}),
+        "preview_every": int(preview_every),
+    }
+    if preview_seconds is not None:
+        content["preview_seconds"] = float(preview_seconds)
+    buffers: list[Any] = []
+    if mask is not None:
+        content["mask"] = {"format": "A8", "buffer": 0}
+        buffers.append(mask)
+    return content, buffers
+
+
+def image_from_message(msg: Message, key: str | None = None) -> Image:
+    """The Image a get_result reply (key None) or a progress event's preview (key 'preview') carries."""
+    d = msg.content if key is None else msg.content[key]
+    buf = msg.buffers[d.get("buffer", 0)]
+    return Image(
+        width=d["width"],
+        height=d["height"],
+        format=d["format"],
+        offset=tuple(d["offset"]),
+        rect=tuple(d["rect"]),
+        pixels=bytes(buf),
+    )

@@ -1,0 +1,153 @@
+"""Turning messages into signed ZeroMQ multipart frames and back, defensively.
+
+Wire layout after the routing envelope: [DELIMITER, signature, header, content, *buffers]
+(header and content are msgpack maps; buffers are raw bytes such as RGBA8 pixels, never msgpack-encoded,
+so a 64 MiB layer is neither copied into nor parsed out of msgpack).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import msgpack
+
+from .errors import ProtocolError
+from .signing import Signer
+from .spec import DEFAULT_LIMITS, DELIMITER, PROTOCOL_MAJOR, PROTOCOL_VERSION, ErrorCode
+
+_VERSION_RE = re.compile(r"^(\d{1,4})\.(\d{1,4})$")
+_HEADER_STR_FIELDS = ("msg_id", "msg_type", "version", "session", "date")
+_MAX_HEADER_STR = 128
+
+
+class SignatureError(ProtocolError):
+    """Missing or wrong HMAC: such messages are dropped without a reply (the sender may not hold the secret)."""
+
+
+@dataclass
+class Message:
+    """One decoded message. `buffers` holds bytes-like objects (bytes, memoryview or zmq frames' buffers)."""
+
+    msg_type: str
+    content: dict[str, Any]
+    header: dict[str, Any]
+    buffers: list[Any] = field(default_factory=list)
+
+    @property
+    def msg_id(self) -> str:
+        return self.header["msg_id"]
+
+    @property
+    def parent(self) -> str | None:
+        return self.header.get("parent")
+
+    @property
+    def is_error(self) -> bool:
+        return self.content.get("status") == "error"
+
+
+def new_msg_id() -> str:
+    return uuid.uuid4().hex
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def make_header(msg_type: str, session: str, parent: str | None = None, msg_id: str | None = None) -> dict[str, Any]:
+    header = {
+        "msg_id": msg_id or new_msg_id(),
+        "msg_type": msg_type,
+        "version": PROTOCOL_VERSION,
+        "session": session,
+        "date": utc_now(),
+    }
+    if parent is not None:
+        header["parent"] = parent
+    return header
+
+
+def pack(obj: Any) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def encode(header: dict[str, Any], content: dict[str, Any], buffers: list[Any], signer: Signer) -> list[Any]:
+    """Frames for one message (without routing envelope). Buffers pass through untouched (zero-copy)."""
+    h = pack(header)
+    c = pack(content)
+    parts = [h, c, *buffers]
+    return [DELIMITER, signer.sign(parts), *parts]
+
+
+def _unpack_map(data: Any, what: str, code: str) -> dict[str, Any]:
+    try:
+        obj = msgpack.unpackb(bytes(data), raw=False, strict_map_key=True, use_list=True)
+    except Exception as exc:  # msgpack raises several types for garbage; all mean the same here
+        raise ProtocolError(code, f"{what} is not valid msgpack ({type(exc).__name__})", field=what) from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(code, f"{what} must be a msgpack map, got {type(obj).__name__}", field=what)
+    return obj
+
+
+def parse_version(version: Any) -> tuple[int, int]:
+    m = _VERSION_RE.match(version) if isinstance(version, str) else None
+    if not m:
+        raise ProtocolError(ErrorCode.BAD_HEADER, f"header.version must look like '1.0', got {version!r}", "version")
+    return int(m.group(1)), int(m.group(2))
+
+
+def decode(frames: list[Any], signer: Signer, limits: dict[str, int] | None = None) -> Message:
+    """Check framing, signature, header and version; raise ProtocolError (or SignatureError) with a specific code.
+
+    The header's msg_id is attached to errors raised after it was read (`exc.parent_id`) so replies can point
+    at the offending request.
+    """
+    lim = {**DEFAULT_LIMITS, **(limits or {})}
+    if len(frames) < 4:
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"expected at least 4 frames, got {len(frames)}")
+    if bytes(frames[0]) != DELIMITER:
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, "first frame is not the message delimiter")
+    sig, h_raw, c_raw, *buffers = frames[1:]
+    if len(buffers) > lim["max_buffers"]:
+        raise ProtocolError(ErrorCode.TOO_LARGE, f"{len(buffers)} buffers, at most {lim['max_buffers']} allowed")
+    if len(h_raw) > lim["max_header_bytes"]:
+        raise ProtocolError(ErrorCode.TOO_LARGE, f"header of {len(h_raw)} bytes exceeds {lim['max_header_bytes']}")
+    if len(c_raw) > lim["max_content_bytes"]:
+        raise ProtocolError(ErrorCode.TOO_LARGE, f"content of {len(c_raw)} bytes exceeds {lim['max_content_bytes']}")
+    for i, b in enumerate(buffers):
+        if len(b) > lim["max_frame_bytes"]:
+            raise ProtocolError(ErrorCode.TOO_LARGE, f"buffer {i} of {len(b)} bytes exceeds {lim['max_frame_bytes']}")
+    if not signer.verify(sig, [h_raw, c_raw, *buffers]):
+        raise SignatureError(ErrorCode.BAD_MESSAGE, "missing or invalid signature")
+    header = _unpack_map(h_raw, "header", ErrorCode.BAD_HEADER)
+    msg_id = header.get("msg_id")
+    try:
+        for name in _HEADER_STR_FIELDS:
+            value = header.get(name)
+            if not isinstance(value, str) or not value or len(value) > _MAX_HEADER_STR:
+                raise ProtocolError(ErrorCode.BAD_HEADER, f"header.{name} must be a non-empty string", field=name)
+        parent = header.get("parent")
+        if parent is not None and (not isinstance(parent, str) or len(parent) > _MAX_HEADER_STR):
+            raise ProtocolError(ErrorCode.BAD_HEADER, "header.parent must be a string or absent", field="parent")
+        major, _minor = parse_version(header["version"])
+        if major != PROTOCOL_MAJOR:
+            raise ProtocolError(
+                ErrorCode.UNSUPPORTED_VERSION,
+                f"protocol version {header['version']} is not supported; this peer speaks {PROTOCOL_VERSION}",
+                field="version",
+                supported=PROTOCOL_VERSION,
+            )
+        content = _unpack_map(c_raw, "content", ErrorCode.INVALID_CONTENT)
+    except ProtocolError as exc:
+        # Point the error reply at the request whenever its id is readable.
+        if isinstance(msg_id, str) and 0 < len(msg_id) <= _MAX_HEADER_STR:
+            exc.parent_id = msg_id  # type: ignore[attr-defined]
+        msg_type = header.get("msg_type")
+        if isinstance(msg_type, str) and len(msg_type) <= _MAX_HEADER_STR:
+            exc.request_type = msg_type  # type: ignore[attr-defined]
+        raise
+    return Message(msg_type=header["msg_type"], content=content, header=header, buffers=list(buffers))
