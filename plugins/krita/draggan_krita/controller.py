@@ -1,0 +1,465 @@
+"""The editing state machine behind the docker's buttons: Fit, Drag, Stop, Reset, Apply.
+
+Every request is sent without waiting; replies and job events come back through the DaemonLink's `message`
+signal, so Krita stays responsive. Phases:
+
+    idle ──Fit/Drag──► opening ──► queued ──► fitting / dragging ──► done ──Apply──► idle
+                                         ◄── Stop (cancel) ──┘         └─Reset──► idle
+
+A session on the daemon is kept while the same layer, area and pixels are edited, so a second drag continues from
+the first and the (slow) fit happens once. The source layer is only ever read; previews and results go to their
+own layer. When anything fails the preview layer is removed and the reason is shown in plain words.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from PyQt5.QtCore import QObject, QTimer, pyqtSignal
+
+from . import geometry
+from .document import Capture, DocumentError, KritaDocument, node_id
+from .link import START_COMMAND, DaemonLink
+from .settings import Params
+
+IDLE = "idle"
+OPENING = "opening"
+QUEUED = "queued"
+FITTING = "fitting"
+DRAGGING = "dragging"
+STOPPING = "stopping"
+DONE = "done"
+APPLYING = "applying"
+BUSY_PHASES = (OPENING, QUEUED, FITTING, DRAGGING, STOPPING, APPLYING)
+
+_CODE_HINTS = {
+    "too_large": "The layer is too large for the daemon.",
+    "pixel_limit": "The daemon holds too many layers already; close other edits or restart it.",
+    "session_limit": "The daemon has too many open edits; close other documents' edits or restart it.",
+    "queue_full": "The daemon's queue is full; try again in a moment.",
+    "model_not_found": "The chosen model is not loaded by the daemon; pick another in Parameters.",
+    "invalid_input": "The daemon could not use this input.",
+    "unavailable": "This daemon cannot do that.",
+}
+
+
+def plain_error(code: str | None, message: str) -> str:
+    hint = _CODE_HINTS.get(code or "")
+    message = (message or "").strip()
+    if hint and message:
+        return f"{hint} ({message})"
+    return hint or message or "The daemon reported an error."
+
+
+@dataclass
+class Session:
+    session_id: str
+    capture_key: tuple[Any, ...]
+    layer_id: str
+    layer_name: str
+    rect: geometry.Rect
+    model: str
+    inverted: bool = False
+
+
+class EditController(QObject):
+    changed = pyqtSignal()
+    finished = pyqtSignal(str)  # a job ended: "done" | "cancelled" | "failed"
+
+    def __init__(self, link: DaemonLink, app: Any, params: Params, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.link = link
+        self.app = app
+        self.params = params
+        self.phase = IDLE
+        self.status = ""
+        self.error = ""
+        self.progress = (0, 0)  # (value, maximum)
+        self.queue_position = 0
+        self.session: Session | None = None
+        self.source_id: str | None = None  # the paint layer last seen active
+        self.job_id: str | None = None
+        self.last_done: dict[str, Any] = {}
+        self.previews_shown = 0
+        self._pending: dict[str, str] = {}  # msg_id -> what the reply is for
+        self._after_open: str | None = None  # "fit" | "drag" once the session is open
+        self._capture: Capture | None = None
+        self._kdoc: KritaDocument | None = None
+        self._pairs: list[geometry.Pair] = []
+        self._status_timer = QTimer(self)  # while a session upload waits behind other work: ask where we are
+        self._status_timer.setInterval(1000)
+        self._status_timer.timeout.connect(self._ask_status)
+        link.message.connect(self._on_message)
+        link.lost.connect(self._on_lost)
+
+    # ------------------------------------------------------------------ what the docker shows
+    @property
+    def busy(self) -> bool:
+        return self.phase in BUSY_PHASES
+
+    def document(self) -> KritaDocument | None:
+        doc = self.app.activeDocument()
+        if doc is None:
+            return None
+        if self._kdoc is None or self._kdoc.doc is not doc:
+            kdoc = KritaDocument(doc)
+            if self._kdoc is not None and self._kdoc.key == kdoc.key:
+                kdoc = self._kdoc
+                kdoc.doc = doc
+            self._kdoc = kdoc
+        return self._kdoc
+
+    def observe_active_layer(self) -> None:
+        """Remember the paint layer the person works on (drawing points makes the points layer active)."""
+        kdoc = self.document()
+        if kdoc is None:
+            return
+        node = kdoc.doc.activeNode()
+        if node is not None and node.type() == "paintlayer" and not kdoc.is_own_layer(node):
+            self.source_id = node_id(node)
+
+    def source(self) -> Any | None:
+        kdoc = self.document()
+        return None if kdoc is None else kdoc.pick_source(self.source_id)
+
+    # ------------------------------------------------------------------ buttons
+    def fit(self) -> None:
+        self._start("fit")
+
+    def drag(self) -> None:
+        self._start("drag")
+
+    def stop(self) -> None:
+        if self.job_id and self.phase in (QUEUED, FITTING, DRAGGING):
+            try:
+                self._request("cancel", {"job_id": self.job_id}, "cancel")
+            except ConnectionError as exc:
+                self._fail(str(exc))
+                return
+            self._set_phase(STOPPING, "Stopping after the current step…")
+        elif self.phase == OPENING:
+            self._after_open = None
+            self._set_phase(IDLE, "Stopped before starting.")
+
+    def reset(self) -> None:
+        """Back to the fitted layer: forget the drags on the daemon and remove the preview."""
+        if self.busy:
+            return
+        kdoc = self.document()
+        if kdoc is not None:
+            kdoc.remove_preview()
+        if self.session is not None and self.link.ready:
+            try:
+                self._request("reset", {"session_id": self.session.session_id}, "reset")
+            except ConnectionError:
+                pass
+        self.error = ""
+        self._set_phase(IDLE, "Reset: the preview is gone; the next drag starts from the fitted layer.")
+
+    def apply(self) -> None:
+        """Make the result a normal layer named after the source (fetching the final pixels first)."""
+        if self.phase != DONE or self.session is None:
+            return
+        try:
+            self._request(
+                "get_result",
+                {"session_id": self.session.session_id, "area": "changed", "format": "BGRA8"},
+                "apply",
+            )
+        except ConnectionError as exc:
+            self._fail(str(exc))
+            return
+        self._set_phase(APPLYING, "Writing the result layer…")
+
+    # ------------------------------------------------------------------ starting work
+    def _start(self, action: str) -> None:
+        if self.busy:
+            return
+        self.error = ""
+        if not self.link.ready:
+            self._fail(self.link.detail or f"The DragGAN daemon is not running. Start it with: {START_COMMAND}")
+            return
+        kdoc = self.document()
+        if kdoc is None:
+            self._fail("Open an image first.")
+            return
+        source = kdoc.pick_source(self.source_id)
+        try:
+            kdoc.check_source(source)
+            if action == "drag":
+                self._pairs = kdoc.pairs()
+                if not self._pairs:
+                    kdoc.ensure_points_layer()
+                    raise DocumentError(
+                        f"No points yet: draw straight lines from each handle to its target on the "
+                        f"“{kdoc.points_layer().name()}” vector layer (line tool), then press Drag."
+                    )
+            limits = self.link.limits()
+            capture = kdoc.capture(source, limits.get("max_layer_pixels"))
+        except DocumentError as exc:
+            self._fail(str(exc), keep_session=True)
+            return
+        self.source_id = capture.layer_id
+        self._capture = capture
+        model = self.params.model or ""
+        s = self.session
+        if s is not None and s.capture_key == capture.key and s.model == model:
+            self._continue(action)
+            return
+        if s is not None:
+            self._close_session()
+        self._after_open = action
+        content: dict[str, Any] = {
+            "source": "layer",
+            "layer": {
+                "width": capture.rect[2],
+                "height": capture.rect[3],
+                "format": "BGRA8",
+                "offset": [capture.rect[0], capture.rect[1]],
+                "buffer": 0,
+            },
+            "name": capture.layer_name,
+        }
+        buffers: list[Any] = [capture.pixels]
+        if capture.selection is not None:
+            content["selection"] = {"format": "A8", "buffer": 1}
+            buffers.append(capture.selection)
+        if capture.region is not None:
+            content["region"] = list(capture.region)
+        if model:
+            content["model"] = model
+        try:
+            self._request("open_session", content, "open", buffers)
+        except ConnectionError as exc:
+            self._fail(str(exc))
+            return
+        w, h = capture.rect[2], capture.rect[3]
+        self._set_phase(OPENING, f"Sending “{capture.layer_name}” ({w}×{h}) to the daemon…")
+
+    def _continue(self, action: str) -> None:
+        s = self.session
+        assert s is not None
+        try:
+            if action == "fit":
+                content = {"session_id": s.session_id, "preset": self.params.invert_preset}
+                self._request("invert", content, "job")
+                self._set_phase(QUEUED, "Fitting the layer into the model…")
+            else:
+                kdoc = self.document()
+                dx, dy = -s.rect[0], -s.rect[1]
+                points = [p.shifted(dx, dy).as_list() for p in self._pairs]
+                content = {
+                    "session_id": s.session_id,
+                    "points": points,
+                    "params": self.params.drag_params(),
+                    "preview_every": self.params.preview_every,
+                    "invert_preset": self.params.invert_preset,
+                }
+                if kdoc is not None:
+                    kdoc.arrowize()
+                self._request("drag", content, "job")
+                source = self.source()
+                if kdoc is not None and source is not None:
+                    kdoc.ensure_preview(source)
+                self.previews_shown = 0
+                n = len(points)
+                self._set_phase(QUEUED, f"Dragging {n} point{'s' if n != 1 else ''}…")
+        except ConnectionError as exc:
+            self._fail(str(exc))
+
+    # ------------------------------------------------------------------ messages
+    def _request(self, msg_type: str, content: dict[str, Any], purpose: str, buffers: list[Any] | None = None) -> str:
+        msg_id = self.link.send(msg_type, content, buffers or [])
+        self._pending[msg_id] = purpose
+        return msg_id
+
+    def _on_message(self, msg: Any) -> None:
+        purpose = self._pending.get(msg.parent or "")
+        if purpose is None:
+            return
+        if msg.msg_type.endswith("_reply"):
+            del self._pending[msg.parent]
+            self._on_reply(purpose, msg)
+        elif msg.content.get("job_id") == self.job_id:
+            if msg.msg_type == "job_queued":
+                self._on_queued(int(msg.content.get("position", 0)))
+            elif msg.msg_type == "progress":
+                self._on_progress(msg)
+            elif msg.msg_type == "job_done":
+                self._pending.pop(msg.parent, None)
+                self._on_done(msg.content)
+
+    def _on_reply(self, purpose: str, msg: Any) -> None:
+        c = msg.content
+        if msg.is_error:
+            if purpose in ("cancel", "reset", "close"):
+                return  # nothing depends on these; the job's own events tell the rest
+            if purpose == "job" and c.get("code") == "session_not_found":
+                self.session = None  # expired on the daemon: a new one next time
+            self._fail(plain_error(c.get("code"), c.get("message", "")))
+            return
+        if purpose == "status":
+            if self.phase == OPENING:
+                mine = [j for j in c.get("jobs") or [] if j.get("kind") == "open"]
+                if mine and int(mine[0].get("position", 0)) > 0:
+                    self._on_queued(int(mine[0]["position"]), OPENING)
+            return
+        if purpose == "open":
+            cap = self._capture
+            assert cap is not None
+            self.session = Session(
+                session_id=c["session_id"],
+                capture_key=cap.key,
+                layer_id=cap.layer_id,
+                layer_name=cap.layer_name,
+                rect=cap.rect,
+                model=self.params.model or "",
+                inverted=bool(c.get("inverted")),
+            )
+            action, self._after_open = self._after_open, None
+            if action is None:
+                self._set_phase(IDLE, "Ready.")
+            else:
+                self._continue(action)
+        elif purpose == "job":
+            self.job_id = c["job_id"]
+            self._pending[msg.parent] = "job"  # the job's events carry the drag/invert request as their parent
+            self._on_queued(int(c.get("queue_position", 0)))
+        elif purpose == "preview_final":
+            self._show_image(c, msg.buffers)
+            self._set_phase(DONE, self._done_text())
+        elif purpose == "apply":
+            self._show_image(c, msg.buffers)
+            kdoc = self.document()
+            name = self.session.layer_name if self.session else "layer"
+            layer = kdoc.finish_preview(name) if kdoc is not None else None
+            if layer is None:
+                self._fail("The preview layer was removed before Apply; drag again.", keep_session=True)
+                return
+            self._set_phase(IDLE, f"Applied as the new layer “{layer.name()}”. The source layer is unchanged.")
+
+    def _ask_status(self) -> None:
+        if self.phase != OPENING or not self.link.ready:
+            self._status_timer.stop()
+            return
+        if "status" not in self._pending.values():
+            self._request("status", {}, "status")
+
+    def _on_queued(self, position: int, phase: str = QUEUED) -> None:
+        self.queue_position = position
+        if position > 0:
+            self._set_phase(phase, f"Waiting for the daemon: number {position} in the queue.")
+        elif self.phase in (QUEUED, OPENING):
+            self._set_phase(QUEUED, "Starting…")
+
+    def _on_progress(self, msg: Any) -> None:
+        c = msg.content
+        step, total = int(c.get("step", 0)), int(c.get("max_steps", 0) or c.get("steps", 0) or 0)
+        self.queue_position = 0
+        if c.get("phase") == "invert":
+            self.progress = (step, total)
+            stage = c.get("stage") or c.get("name") or ""
+            stage_text = f" ({stage})" if isinstance(stage, str) and stage else ""
+            if self.phase != STOPPING:
+                self._set_phase(FITTING, f"Fitting the layer into the model{stage_text}… step {step}")
+            return
+        self.progress = (step, total)
+        if "preview" in c:
+            self._show_image(c["preview"], msg.buffers, rgba=c["preview"].get("format") == "RGBA8")
+            self.previews_shown += 1
+        if self.phase != STOPPING:
+            loss = c.get("loss")
+            loss_text = f", loss {loss:.3g}" if isinstance(loss, (int, float)) else ""
+            self._set_phase(DRAGGING, f"Dragging… step {step} of {total}{loss_text}")
+
+    def _on_done(self, c: dict[str, Any]) -> None:
+        state = c.get("state")
+        self.job_id = None
+        self.last_done = dict(c)
+        if state == "failed":
+            self._fail(plain_error(c.get("code"), c.get("message", "")))
+            self.finished.emit("failed")
+            return
+        if self.session is not None:
+            self.session.inverted = True
+        if c.get("kind") == "invert":
+            self._set_phase(IDLE, f"Fitted ({state}). Draw lines on the points layer and press Drag.")
+            self.finished.emit(state or "done")
+            return
+        if int(c.get("steps", 0)) <= 0:
+            kdoc = self.document()
+            if kdoc is not None:
+                kdoc.remove_preview()
+            self._set_phase(IDLE, "Stopped before the first step; nothing changed.")
+            self.finished.emit(state or "cancelled")
+            return
+        # The last preview may be a few steps old: fetch the final pixels for the preview layer.
+        try:
+            content = {"session_id": self.session.session_id, "area": "changed", "format": "BGRA8"}
+            self._request("get_result", content, "preview_final")
+        except (ConnectionError, AttributeError) as exc:
+            self._fail(str(exc))
+            return
+        self.finished.emit(state or "done")
+
+    def _done_text(self) -> str:
+        c = self.last_done
+        verb = "Stopped" if c.get("state") == "cancelled" else "Done"
+        reached = " (targets reached)" if c.get("reached") else ""
+        return f"{verb} after {c.get('steps', 0)} steps{reached}. Apply keeps it as a new layer; Reset discards it."
+
+    def _show_image(self, desc: dict[str, Any], buffers: list[Any], rgba: bool = False) -> None:
+        kdoc = self.document()
+        if kdoc is None or self.session is None:
+            return
+        data = bytes(buffers[int(desc.get("buffer", 0))])
+        if rgba or desc.get("format") == "RGBA8":
+            data = geometry.rgba_to_bgra(data)
+        layer = kdoc.preview_layer()
+        if layer is None:
+            source = self.source()
+            if source is None:
+                return
+            layer = kdoc.ensure_preview(source)
+        x, y = int(desc["offset"][0]), int(desc["offset"][1])
+        kdoc.write_pixels(layer, data, x, y, int(desc["width"]), int(desc["height"]))
+
+    # ------------------------------------------------------------------ failures
+    def _on_lost(self, reason: str) -> None:
+        was_busy = self.busy or self.phase == DONE
+        self.session = None
+        self.job_id = None
+        self._pending.clear()
+        if was_busy:
+            self._fail(f"{reason} The document is as it was before the drag.")
+        else:
+            self.changed.emit()
+
+    def _fail(self, text: str, keep_session: bool = False) -> None:
+        kdoc = self.document()
+        if kdoc is not None and self.phase in BUSY_PHASES + (DONE,):
+            kdoc.remove_preview()
+        if not keep_session and self.phase == OPENING:
+            self.session = None
+        self.job_id = None
+        self._after_open = None
+        self.error = text
+        self._set_phase(IDLE, "")
+
+    def _close_session(self) -> None:
+        s, self.session = self.session, None
+        if s is not None and self.link.ready:
+            try:
+                self._request("close_session", {"session_id": s.session_id}, "close")
+            except ConnectionError:
+                pass
+
+    def _set_phase(self, phase: str, status: str) -> None:
+        self.phase = phase
+        self.status = status
+        if phase == OPENING and not self._status_timer.isActive():
+            self._status_timer.start()
+        if phase in (IDLE, DONE):
+            self.queue_position = 0
+        self.changed.emit()

@@ -1,0 +1,304 @@
+"""The "DragGAN" docker: daemon state, source layer and region, point pairs, the five buttons, progress, errors,
+and a collapsible Parameters section.
+
+`DragPanel` is a plain QWidget (tested on its own); `DragGanDocker` wraps it in Krita's DockWidget.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PyQt5.QtCore import Qt, QTimer
+from PyQt5.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from . import settings as settings_mod
+from .controller import APPLYING, DONE, DRAGGING, FITTING, IDLE, OPENING, QUEUED, STOPPING, EditController
+from .document import DocumentError
+from .link import CONNECTING, OFFLINE, READY, DaemonLink
+
+_STATE_STYLE = {OFFLINE: "color: #b00020;", CONNECTING: "color: #a86400;", READY: "color: #1b7a1b;"}
+
+
+class DragPanel(QWidget):
+    def __init__(self, app: Any, link: DaemonLink, store: settings_mod.Store, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.app = app
+        self.link = link
+        self.store = store
+        self.params = settings_mod.load(store)
+        self.controller = EditController(link, app, self.params, self)
+        self._build()
+        link.state_changed.connect(self.refresh)
+        self.controller.changed.connect(self.refresh)
+        self._observer = QTimer(self)  # layer, selection and points change without signals we can hook
+        self._observer.setInterval(700)
+        self._observer.timeout.connect(self.observe)
+        self._observer.start()
+        self.observe()
+
+    # ------------------------------------------------------------------ layout
+    def _build(self) -> None:
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        self.daemon_label = QLabel()
+        self.daemon_label.setWordWrap(True)
+        self.daemon_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        lay.addWidget(self.daemon_label)
+        self.source_label = QLabel()
+        self.source_label.setWordWrap(True)
+        lay.addWidget(self.source_label)
+        self.region_label = QLabel()
+        self.region_label.setWordWrap(True)
+        lay.addWidget(self.region_label)
+
+        points_row = QHBoxLayout()
+        self.points_label = QLabel("Points")
+        points_row.addWidget(self.points_label, 1)
+        self.points_button = QPushButton("Points layer")
+        self.points_button.setToolTip("Create or select the “Drag points” vector layer; draw handle→target lines on it")
+        self.clear_button = QPushButton("Clear")
+        self.clear_button.setToolTip("Remove every line from the points layer")
+        points_row.addWidget(self.points_button)
+        points_row.addWidget(self.clear_button)
+        lay.addLayout(points_row)
+        self.pairs_list = QListWidget()
+        self.pairs_list.setMaximumHeight(90)
+        lay.addWidget(self.pairs_list)
+
+        grid = QGridLayout()
+        self.fit_button = QPushButton("Fit")
+        self.fit_button.setToolTip("Fit the layer (or selection) into the model; Drag does this by itself if needed")
+        self.drag_button = QPushButton("Drag")
+        self.drag_button.setToolTip("Move each handle to its target")
+        self.stop_button = QPushButton("Stop")
+        self.reset_button = QPushButton("Reset")
+        self.reset_button.setToolTip("Discard the drags and remove the preview")
+        self.apply_button = QPushButton("Apply")
+        self.apply_button.setToolTip("Keep the result as a new layer named after the source")
+        for i, b in enumerate((self.fit_button, self.drag_button, self.stop_button)):
+            grid.addWidget(b, 0, i)
+        grid.addWidget(self.reset_button, 1, 0)
+        grid.addWidget(self.apply_button, 1, 1, 1, 2)
+        lay.addLayout(grid)
+
+        self.progress = QProgressBar()
+        self.progress.setTextVisible(True)
+        lay.addWidget(self.progress)
+        self.status_label = QLabel()
+        self.status_label.setWordWrap(True)
+        lay.addWidget(self.status_label)
+        self.error_label = QLabel()
+        self.error_label.setWordWrap(True)
+        self.error_label.setStyleSheet("color: #b00020;")
+        self.error_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        lay.addWidget(self.error_label)
+
+        self.advanced_toggle = QToolButton()
+        self.advanced_toggle.setText("Parameters")
+        self.advanced_toggle.setCheckable(True)
+        self.advanced_toggle.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
+        lay.addWidget(self.advanced_toggle)
+        self.advanced = QWidget()
+        form = QFormLayout(self.advanced)
+        form.setContentsMargins(0, 0, 0, 0)
+        self.steps_spin = QSpinBox()
+        self.steps_spin.setRange(*settings_mod.Params.LIMITS["steps"])
+        self.lr_spin = QDoubleSpinBox()
+        self.lr_spin.setDecimals(4)
+        self.lr_spin.setSingleStep(0.0005)
+        self.lr_spin.setRange(*settings_mod.Params.LIMITS["lr"])
+        self.mask_spin = QDoubleSpinBox()
+        self.mask_spin.setRange(*settings_mod.Params.LIMITS["mask_weight"])
+        self.preview_spin = QSpinBox()
+        self.preview_spin.setRange(*settings_mod.Params.LIMITS["preview_every"])
+        self.model_combo = QComboBox()
+        self.preset_combo = QComboBox()
+        self.preset_combo.addItems(["fast", "quality"])
+        form.addRow("Steps", self.steps_spin)
+        form.addRow("Learning rate", self.lr_spin)
+        form.addRow("Mask strength", self.mask_spin)
+        form.addRow("Preview every", self.preview_spin)
+        form.addRow("Fit quality", self.preset_combo)
+        form.addRow("Model", self.model_combo)
+        lay.addWidget(self.advanced)
+        lay.addStretch(1)
+
+        self._load_params_into_widgets()
+        self.advanced_toggle.toggled.connect(self._toggle_advanced)
+        for w in (self.steps_spin, self.preview_spin):
+            w.valueChanged.connect(self._save_params)
+        for w in (self.lr_spin, self.mask_spin):
+            w.valueChanged.connect(self._save_params)
+        self.model_combo.currentIndexChanged.connect(self._save_params)
+        self.preset_combo.currentIndexChanged.connect(self._save_params)
+
+        c = self.controller
+        self.fit_button.clicked.connect(c.fit)
+        self.drag_button.clicked.connect(c.drag)
+        self.stop_button.clicked.connect(c.stop)
+        self.reset_button.clicked.connect(c.reset)
+        self.apply_button.clicked.connect(c.apply)
+        self.points_button.clicked.connect(self.select_points_layer)
+        self.clear_button.clicked.connect(self.clear_points)
+        self.refresh()
+
+    # ------------------------------------------------------------------ parameters
+    def _load_params_into_widgets(self) -> None:
+        p = self.params
+        self._loading = True
+        self.steps_spin.setValue(p.steps)
+        self.lr_spin.setValue(p.lr)
+        self.mask_spin.setValue(p.mask_weight)
+        self.preview_spin.setValue(p.preview_every)
+        self.preset_combo.setCurrentText(p.invert_preset)
+        self._fill_models()
+        self.advanced_toggle.setChecked(p.show_advanced)
+        self._toggle_advanced(p.show_advanced, save=False)
+        self._loading = False
+
+    def _fill_models(self) -> None:
+        self._loading_models = True
+        current = self.params.model
+        self.model_combo.clear()
+        self.model_combo.addItem("daemon default", "")
+        for m in self.link.models():
+            name = m.get("name", "")
+            res = m.get("resolution")
+            self.model_combo.addItem(f"{name} ({res} px)" if res else name, name)
+        idx = self.model_combo.findData(current)
+        if idx < 0 and current:
+            self.model_combo.addItem(f"{current} (not loaded)", current)
+            idx = self.model_combo.count() - 1
+        self.model_combo.setCurrentIndex(max(idx, 0))
+        self._loading_models = False
+
+    def _toggle_advanced(self, on: bool, save: bool = True) -> None:
+        self.advanced.setVisible(on)
+        self.advanced_toggle.setArrowType(Qt.DownArrow if on else Qt.RightArrow)
+        if save:
+            self.params.show_advanced = on
+            settings_mod.save(self.store, self.params)
+
+    def _save_params(self, *_: Any) -> None:
+        if getattr(self, "_loading", False) or getattr(self, "_loading_models", False):
+            return
+        p = self.params
+        p.steps = self.steps_spin.value()
+        p.lr = self.lr_spin.value()
+        p.mask_weight = self.mask_spin.value()
+        p.preview_every = self.preview_spin.value()
+        p.invert_preset = self.preset_combo.currentText()
+        p.model = self.model_combo.currentData() or ""
+        settings_mod.save(self.store, p.clamp())
+
+    # ------------------------------------------------------------------ actions
+    def select_points_layer(self) -> None:
+        kdoc = self.controller.document()
+        if kdoc is None:
+            self.controller.error = "Open an image first."
+            self.refresh()
+            return
+        layer = kdoc.ensure_points_layer()
+        kdoc.doc.setActiveNode(layer)
+        self.controller.error = ""
+        self.controller.status = "Draw straight lines on “Drag points”: start at a handle, end at its target."
+        self.observe()
+
+    def clear_points(self) -> None:
+        kdoc = self.controller.document()
+        if kdoc is not None:
+            kdoc.clear_points()
+        self.observe()
+
+    # ------------------------------------------------------------------ display
+    def observe(self) -> None:
+        """Re-read what the document looks like now (active layer, selection, points)."""
+        c = self.controller
+        c.observe_active_layer()
+        kdoc = c.document()
+        self.pairs_list.clear()
+        if kdoc is None:
+            self.source_label.setText("No image open.")
+            self.region_label.setText("")
+            self.points_label.setText("Points")
+            self.refresh()
+            return
+        source = c.source()
+        try:
+            kdoc.check_source(source)
+            self.source_label.setText(f"Source layer: “{source.name()}”")
+            self.source_label.setStyleSheet("")
+        except DocumentError as exc:
+            self.source_label.setText(str(exc))
+            self.source_label.setStyleSheet("color: #b00020;")
+        self.region_label.setText(kdoc.describe_region())
+        pairs = kdoc.pairs()
+        for i, p in enumerate(pairs, 1):
+            self.pairs_list.addItem(f"{i}: ({p.hx:.0f}, {p.hy:.0f}) → ({p.tx:.0f}, {p.ty:.0f})")
+        if kdoc.points_layer() is None:
+            self.points_label.setText("Points: press “Points layer”, then draw lines")
+        else:
+            self.points_label.setText(f"Points: {len(pairs)} pair{'s' if len(pairs) != 1 else ''}")
+        self.refresh()
+
+    def refresh(self) -> None:
+        link, c = self.link, self.controller
+        text = link.describe()
+        if link.ready and c.queue_position > 0:
+            text = f"Busy — your job is number {c.queue_position} in the daemon's queue"
+        self.daemon_label.setText(text)
+        self.daemon_label.setStyleSheet(_STATE_STYLE.get(link.state, ""))
+        if link.ready and self.model_combo.count() != len(link.models()) + 1:
+            self._fill_models()
+        phase = c.phase
+        ready = link.ready
+        self.fit_button.setEnabled(ready and phase in (IDLE, DONE))
+        self.drag_button.setEnabled(ready and phase in (IDLE, DONE))
+        self.stop_button.setEnabled(phase in (OPENING, QUEUED, FITTING, DRAGGING))
+        self.reset_button.setEnabled(phase in (IDLE, DONE) and (c.session is not None or phase == DONE))
+        self.apply_button.setEnabled(ready and phase == DONE)
+        value, maximum = c.progress
+        if phase in (OPENING, QUEUED, STOPPING, APPLYING) or (phase == FITTING and maximum <= 0):
+            self.progress.setRange(0, 0)  # busy indicator
+        else:
+            self.progress.setRange(0, max(maximum, 1))
+            self.progress.setValue(min(value, max(maximum, 1)) if phase in (FITTING, DRAGGING, DONE) else 0)
+        self.status_label.setText(c.status)
+        self.error_label.setText(c.error)
+        self.error_label.setVisible(bool(c.error))
+
+
+def make_docker_class() -> type:
+    """The DockWidget subclass (built lazily: `krita` only exists inside Krita or its test double)."""
+    from krita import DockWidget, Krita
+
+    from .link import DaemonLink
+
+    class DragGanDocker(DockWidget):
+        def __init__(self) -> None:
+            super().__init__()
+            self.setWindowTitle("DragGAN")
+            app = Krita.instance()
+            self.link = DaemonLink(parent=self)
+            self.panel = DragPanel(app, self.link, settings_mod.default_store(app), self)
+            self.setWidget(self.panel)
+            self.link.start()
+
+        def canvasChanged(self, canvas: Any) -> None:
+            self.panel.observe()
+
+    return DragGanDocker

@@ -1,0 +1,276 @@
+"""Everything the plugin does to a Krita document, through Krita's scripting API only.
+
+- the source layer: which one, whether it can be edited (8-bit RGBA paint layers), its pixels (BGRA bytes, the
+  order Krita stores RGBA/U8 in), the selection as mask and region;
+- the "Drag points" vector layer: each open line (first point = handle, last point = target) is one pair;
+- the "DragGAN preview" layer (a copy of the source, updated while a drag runs) which Apply renames into the
+  result layer. Layers are added and removed with Krita's node calls, which put them on the undo stack; the source
+  layer itself is only ever read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from . import geometry
+from .geometry import Pair, Rect
+
+POINTS_LAYER = "Drag points"
+PREVIEW_LAYER = "DragGAN preview"
+RESULT_SUFFIX = " (DragGAN)"
+_OWN_NAMES = (POINTS_LAYER, PREVIEW_LAYER)
+
+
+class DocumentError(Exception):
+    """Something about the document the person must change; the message says what, in plain words."""
+
+
+@dataclass
+class Capture:
+    """What a session is opened from: the source layer's pixels over `rect` (document pixels), BGRA8."""
+
+    doc_key: str
+    layer_id: str
+    layer_name: str
+    rect: Rect
+    pixels: bytes
+    selection: bytes | None  # A8 over `rect`, 255 = selected; None without a selection
+    region: Rect | None  # the selection's bounds relative to `rect`
+    digest: str
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        return (self.doc_key, self.layer_id, self.rect, self.region, self.digest)
+
+
+def node_id(node: Any) -> str:
+    return node.uniqueId().toString() if hasattr(node.uniqueId(), "toString") else str(node.uniqueId())
+
+
+def doc_key(doc: Any) -> str:
+    """A stable identity for an open document (libkis hands out new wrapper objects on every call)."""
+    root = doc.rootNode()
+    return f"{doc.fileName() or doc.name()}|{node_id(root) if root is not None else id(doc)}"
+
+
+def walk(node: Any) -> list[Any]:
+    out = []
+    for child in node.childNodes():
+        out.append(child)
+        out.extend(walk(child))
+    return out
+
+
+def find_by_id(doc: Any, uid: str) -> Any | None:
+    for n in walk(doc.rootNode()):
+        if node_id(n) == uid:
+            return n
+    return None
+
+
+def find_by_name(doc: Any, name: str, kind: str | None = None) -> Any | None:
+    for n in walk(doc.rootNode()):
+        if n.name() == name and (kind is None or n.type() == kind):
+            return n
+    return None
+
+
+def px_per_pt(doc: Any) -> float:
+    res = float(doc.resolution() or 72.0)
+    return res / 72.0
+
+
+class KritaDocument:
+    """One document, seen through the plugin's needs. Create a new one whenever the active document changes."""
+
+    def __init__(self, doc: Any) -> None:
+        self.doc = doc
+        self.key = doc_key(doc)
+
+    # ------------------------------------------------------------------ source layer
+    def is_own_layer(self, node: Any) -> bool:
+        return node.name() in _OWN_NAMES or node.name().endswith(RESULT_SUFFIX)
+
+    def pick_source(self, remembered_id: str | None) -> Any | None:
+        """The layer to edit: the active paint layer; else the last one the person had active; else the top one.
+
+        Drawing on the points layer makes it the active one, so the source cannot simply be "the active layer".
+        """
+        active = self.doc.activeNode()
+        if active is not None and active.type() == "paintlayer" and not self.is_own_layer(active):
+            return active
+        if remembered_id:
+            node = find_by_id(self.doc, remembered_id)
+            if node is not None and node.type() == "paintlayer":
+                return node
+        paint = [n for n in walk(self.doc.rootNode()) if n.type() == "paintlayer" and not self.is_own_layer(n)]
+        return paint[-1] if paint else None
+
+    def check_source(self, node: Any | None) -> None:
+        if node is None:
+            raise DocumentError("There is no paint layer to edit: add or select one.")
+        if node.type() != "paintlayer":
+            raise DocumentError(f"“{node.name()}” is a {node.type()}; DragGAN edits paint layers.")
+        model, depth = node.colorModel(), node.colorDepth()
+        if model != "RGBA" or depth != "U8":
+            raise DocumentError(
+                f"“{node.name()}” is {model} {depth}; DragGAN works on 8-bit RGB layers. Convert the image or a copy "
+                "of the layer (Image ▸ Convert Image Color Space… to RGB/Alpha, 8-bit integer) and try again."
+            )
+
+    def canvas_rect(self) -> Rect:
+        return (0, 0, int(self.doc.width()), int(self.doc.height()))
+
+    def selection_bounds(self) -> Rect | None:
+        sel = self.doc.selection()
+        if sel is None or sel.width() <= 0 or sel.height() <= 0:
+            return None
+        return geometry.intersect((sel.x(), sel.y(), sel.width(), sel.height()), self.canvas_rect())
+
+    def describe_region(self) -> str:
+        sel = self.selection_bounds()
+        if sel is None:
+            return "Region: the whole layer (no selection). Select an area to limit what may change."
+        x, y, w, h = sel
+        return f"Region: the selection, {w}×{h} at ({x}, {y}); pixels outside it stay as they are."
+
+    def capture(self, node: Any, max_pixels: int | None = None) -> Capture:
+        """Read the source layer (and selection) for a session. Raises DocumentError with what to change."""
+        self.check_source(node)
+        sel = self.selection_bounds()
+        rect = geometry.session_rect(self.canvas_rect(), sel)
+        x, y, w, h = rect
+        if max_pixels is not None and w * h > max_pixels:
+            raise DocumentError(
+                f"The layer area is {w}×{h} ({w * h / 1e6:.1f} megapixels), more than the daemon accepts "
+                f"({max_pixels / 1e6:.1f} megapixels). Select the part to edit first."
+            )
+        pixels = bytes(node.pixelData(x, y, w, h))
+        if len(pixels) != w * h * 4:
+            raise DocumentError(f"Krita returned {len(pixels)} bytes for a {w}×{h} RGBA layer; cannot continue.")
+        selection = region = None
+        if sel is not None:
+            selection = bytes(self.doc.selection().pixelData(x, y, w, h))
+            if len(selection) != w * h:
+                raise DocumentError("Krita returned a selection of the wrong size; cannot continue.")
+            region = (sel[0] - x, sel[1] - y, sel[2], sel[3])
+        digest = hashlib.blake2b(pixels, digest_size=16)
+        if selection is not None:
+            digest.update(selection)
+        return Capture(self.key, node_id(node), node.name(), rect, pixels, selection, region, digest.hexdigest())
+
+    # ------------------------------------------------------------------ points
+    def points_layer(self) -> Any | None:
+        return find_by_name(self.doc, POINTS_LAYER, "vectorlayer")
+
+    def ensure_points_layer(self) -> Any:
+        layer = self.points_layer()
+        if layer is None:
+            layer = self.doc.createVectorLayer(POINTS_LAYER)
+            self.doc.rootNode().addChildNode(layer, None)  # on top, so the arrows stay visible
+        return layer
+
+    def pairs(self) -> list[Pair]:
+        """Handle -> target pairs from the points layer's open lines, in document pixels, in drawing order."""
+        layer = self.points_layer()
+        if layer is None:
+            return []
+        scale = px_per_pt(self.doc)
+        out = []
+        for shape in layer.shapes():
+            pair = geometry.line_from_shape_svg(shape.toSvg(), _affine(shape), scale)
+            if pair is not None:
+                out.append(pair)
+        return out
+
+    def add_arrows(self, pairs: list[Pair], color: str = "#ff2a6d") -> None:
+        """Draw pairs as arrows on the points layer (used by scripts and the self-test; people draw with tools)."""
+        layer = self.ensure_points_layer()
+        layer.addShapesFromSvg(geometry.arrow_svg(pairs, 1.0 / px_per_pt(self.doc), color))
+
+    def arrowize(self) -> int:
+        """Give plain lines an arrow head, so handle and target are told apart on the canvas; returns how many.
+
+        A line is replaced by an identical one with an end marker (same ends, same colour).
+        """
+        layer = self.points_layer()
+        if layer is None:
+            return 0
+        scale = px_per_pt(self.doc)
+        changed = 0
+        for shape in layer.shapes():
+            svg = shape.toSvg()
+            pair = geometry.line_from_shape_svg(svg, _affine(shape), scale)
+            if pair is None or geometry.has_end_marker(svg):
+                continue
+            layer.addShapesFromSvg(geometry.arrow_svg([pair], 1.0 / scale, geometry.stroke_color(svg)))
+            shape.remove()
+            changed += 1
+        return changed
+
+    def clear_points(self) -> int:
+        layer = self.points_layer()
+        if layer is None:
+            return 0
+        shapes = list(layer.shapes())
+        for shape in shapes:
+            shape.remove()
+        return len(shapes)
+
+    # ------------------------------------------------------------------ preview and result
+    def preview_layer(self) -> Any | None:
+        return find_by_name(self.doc, PREVIEW_LAYER, "paintlayer")
+
+    def ensure_preview(self, source: Any) -> Any:
+        """The preview layer: a copy of the source placed right above it (created once per drag)."""
+        layer = self.preview_layer()
+        if layer is not None:
+            return layer
+        layer = source.duplicate()
+        layer.setName(PREVIEW_LAYER)
+        parent = source.parentNode() or self.doc.rootNode()
+        parent.addChildNode(layer, source)
+        return self.preview_layer() or layer
+
+    def write_pixels(self, layer: Any, bgra: bytes, x: int, y: int, w: int, h: int) -> None:
+        from PyQt5.QtCore import QByteArray
+
+        layer.setPixelData(QByteArray(bgra), x, y, w, h)
+        self.doc.refreshProjection()
+
+    def remove_preview(self) -> bool:
+        layer = self.preview_layer()
+        if layer is None:
+            return False
+        layer.remove()
+        self.doc.refreshProjection()
+        return True
+
+    def finish_preview(self, source_name: str) -> Any | None:
+        """Turn the preview into the result layer (named after the source); the preview's pixels are the result."""
+        layer = self.preview_layer()
+        if layer is None:
+            return None
+        name = self.unique_name(source_name + RESULT_SUFFIX)
+        layer.setName(name)
+        self.doc.refreshProjection()
+        return layer
+
+    def unique_name(self, name: str) -> str:
+        taken = {n.name() for n in walk(self.doc.rootNode())}
+        if name not in taken:
+            return name
+        i = 2
+        while f"{name} {i}" in taken:
+            i += 1
+        return f"{name} {i}"
+
+
+def _affine(shape: Any) -> geometry.Affine | None:
+    try:
+        t = shape.transformation()
+    except AttributeError:
+        return None
+    return (t.m11(), t.m12(), t.m21(), t.m22(), t.dx(), t.dy())

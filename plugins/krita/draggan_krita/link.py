@@ -1,0 +1,210 @@
+"""The connection to the daemon, kept alive from a QTimer so Krita's GUI thread never waits on the network.
+
+States: OFFLINE (no connection file, refused, or lost; retried every few seconds), CONNECTING (hello sent, no
+answer yet), READY (hello answered: device, models, limits). Every other message from the daemon is handed to
+listeners through `message`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from PyQt5.QtCore import QObject, QSocketNotifier, QTimer, pyqtSignal
+
+OFFLINE = "offline"
+CONNECTING = "connecting"
+READY = "ready"
+
+START_COMMAND = "draggan serve"
+
+
+def default_transport() -> str:
+    """The pure-Python ZMTP transport, unless DRAGGAN_TRANSPORT says otherwise: Krita's own Python has no pyzmq,
+    and using one transport everywhere means what is tested is what people run."""
+    return os.environ.get("DRAGGAN_TRANSPORT", "zmtp")
+
+
+class DaemonLink(QObject):
+    state_changed = pyqtSignal()
+    message = pyqtSignal(object)  # draggan_protocol.Message
+    lost = pyqtSignal(str)  # the connection went away (plain-words reason)
+
+    def __init__(
+        self,
+        connection_file: str | os.PathLike | None = None,
+        parent: QObject | None = None,
+        poll_ms: int = 40,
+        retry_s: float = 3.0,
+        hello_timeout_s: float = 8.0,
+        client_name: str = "krita",
+    ) -> None:
+        super().__init__(parent)
+        self.connection_file = connection_file
+        self.state = OFFLINE
+        self.detail = "Looking for the DragGAN daemon…"
+        self.info: dict[str, Any] = {}
+        self.client: Any = None
+        self.retry_s = retry_s
+        self.hello_timeout_s = hello_timeout_s
+        self.client_name = client_name
+        self._hello_id: str | None = None
+        self._deadline = 0.0
+        self._next_try = 0.0
+        self._notifier: QSocketNotifier | None = None
+        self._timer = QTimer(self)
+        self._timer.setInterval(poll_ms)
+        self._timer.timeout.connect(self.tick)
+
+    # ------------------------------------------------------------------ public
+    def start(self) -> None:
+        self._timer.start()
+        self.tick()
+
+    def stop(self) -> None:
+        self._timer.stop()
+        self._drop()
+
+    @property
+    def ready(self) -> bool:
+        return self.state == READY
+
+    def connection_path(self) -> Path:
+        from draggan_protocol.connection import default_connection_file
+
+        return Path(self.connection_file) if self.connection_file else default_connection_file()
+
+    def send(self, msg_type: str, content: dict[str, Any] | None = None, buffers: list[Any] | tuple = ()) -> str:
+        """Send a request now; returns its msg_id. Raises ConnectionError when not connected."""
+        if self.client is None or self.state != READY:
+            raise ConnectionError(self.detail)
+        try:
+            return self.client.send(msg_type, content or {}, list(buffers))
+        except OSError as exc:
+            self._lose(f"The connection to the daemon broke while sending ({exc}).")
+            raise ConnectionError(self.detail) from exc
+
+    def models(self) -> list[dict[str, Any]]:
+        return list(self.info.get("models") or [])
+
+    def limits(self) -> dict[str, Any]:
+        return dict(self.info.get("limits") or {})
+
+    def describe(self) -> str:
+        if self.state != READY:
+            return self.detail
+        model = self.info.get("default_model") or "?"
+        res = next((m.get("resolution") for m in self.models() if m.get("name") == model), None)
+        res_text = f", {res}×{res} px" if res else ""
+        return f"Ready — {self.info.get('device', '?')}, model {model}{res_text}"
+
+    # ------------------------------------------------------------------ the loop
+    def tick(self) -> None:
+        now = time.monotonic()
+        if self.client is None:
+            if now >= self._next_try:
+                self._try_connect(now)
+            return
+        try:
+            messages = self.client.poll(0.0)
+        except Exception as exc:  # a transport failure or a broken daemon: either way the link is gone
+            self._lose(f"The DragGAN daemon went away ({exc}). Start it again with: {START_COMMAND}")
+            return
+        for msg in messages:
+            if self.state == CONNECTING and msg.parent == self._hello_id:
+                if msg.is_error:
+                    self._fail(f"The daemon refused to talk: {msg.content.get('message', '')}")
+                    return
+                self.info = dict(msg.content)
+                self._set(READY, self.describe())
+                continue
+            self.message.emit(msg)
+            if self.client is None:  # a listener dropped the link
+                return
+        if self.state == CONNECTING and now > self._deadline:
+            self._fail(
+                f"The daemon at {self.client.endpoint} does not answer (a stale connection file, or another "
+                f"program on that port). Restart it with: {START_COMMAND}"
+            )
+        elif self.state == READY:
+            silent = self.client.daemon_silent_for()
+            limit = 3 * float(self.info.get("heartbeat_interval") or 5.0) + 10.0
+            if silent > limit:
+                self._lose(f"The DragGAN daemon stopped answering. Start it again with: {START_COMMAND}")
+
+    def _try_connect(self, now: float) -> None:
+        from draggan_protocol.client import Client
+        from draggan_protocol.connection import read_connection_file
+
+        self._next_try = now + self.retry_s
+        path = self.connection_path()
+        try:
+            info = read_connection_file(path)
+        except FileNotFoundError:
+            self._set(OFFLINE, f"The DragGAN daemon is not running. Start it with: {START_COMMAND}")
+            return
+        except (OSError, ValueError) as exc:
+            self._set(OFFLINE, f"Cannot read the daemon's connection file {path}: {exc}")
+            return
+        try:
+            self.client = Client(
+                info.endpoint,
+                info.key_bytes,
+                curve=info.curve_tuple(),
+                transport_kind=default_transport(),
+                client_name=self.client_name,
+            )
+        except (OSError, ValueError) as exc:
+            self.client = None
+            self._set(OFFLINE, f"The DragGAN daemon is not running ({exc}). Start it with: {START_COMMAND}")
+            return
+        self._hello_id = self.client.send("hello", {"client": self.client_name})
+        self._deadline = now + self.hello_timeout_s
+        self._watch_socket()
+        self._set(CONNECTING, f"Connecting to the daemon at {info.endpoint}…")
+
+    def _watch_socket(self) -> None:
+        """Wake up as soon as bytes arrive (the timer alone would add up to one interval of latency)."""
+        fileno = getattr(self.client.transport, "fileno", None)
+        if fileno is None:
+            return
+        try:
+            fd = fileno()
+        except OSError:
+            return
+        if fd < 0:
+            return
+        self._notifier = QSocketNotifier(fd, QSocketNotifier.Read, self)
+        self._notifier.activated.connect(lambda _fd: self.tick())
+
+    def _fail(self, reason: str) -> None:
+        self._drop()
+        self._set(OFFLINE, reason)
+
+    def _lose(self, reason: str) -> None:
+        was_ready = self.state == READY
+        self._drop()
+        self._set(OFFLINE, reason)
+        if was_ready:
+            self.lost.emit(reason)
+
+    def _drop(self) -> None:
+        if self._notifier is not None:
+            self._notifier.setEnabled(False)
+            self._notifier.deleteLater()
+            self._notifier = None
+        if self.client is not None:
+            try:
+                self.client.close()
+            except Exception:
+                pass
+        self.client = None
+        self._next_try = time.monotonic() + self.retry_s
+
+    def _set(self, state: str, detail: str) -> None:
+        changed = (state, detail) != (self.state, self.detail)
+        self.state, self.detail = state, detail
+        if changed:
+            self.state_changed.emit()

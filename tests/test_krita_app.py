@@ -1,0 +1,280 @@
+"""The plugin as people get it (the zip) and the real Krita: Krita's importer, kritarunner, the full GUI.
+
+The real-application tests are marked `krita` and need Debian's `krita`, `xvfb` and `xauth` packages; they start
+a real daemon (`draggan serve --builtin-test-model`) and leave artifacts (PNGs, a screenshot) in artifacts/krita.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "artifacts" / "krita"
+DRAGGAN = [sys.executable, "-m", "draggan_daemon.cli"]
+KRITA_SKIP = "needs Krita: apt-get install -y krita xvfb xauth"
+have_kritarunner = shutil.which("kritarunner") is not None
+have_krita_gui = shutil.which("krita") is not None and shutil.which("xvfb-run") is not None
+
+
+def build_zip(out: Path) -> Path:
+    r = subprocess.run([*DRAGGAN, "package", "krita", "-o", str(out)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def plugin_zip(tmp_path_factory) -> Path:
+    return build_zip(tmp_path_factory.mktemp("zip") / "draggan-krita.zip")
+
+
+@pytest.fixture(scope="module")
+def serve(tmp_path_factory):
+    """`draggan serve` with the built-in test model, as a separate process; yields its connection file."""
+    d = tmp_path_factory.mktemp("daemon")
+    conn = d / "daemon.json"
+    log = open(d / "serve.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [*DRAGGAN, "serve", "--builtin-test-model", "--connection-file", str(conn), "--threads", "1"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 90
+    while not conn.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("the daemon did not start: " + (d / "serve.log").read_text())
+        time.sleep(0.2)
+    yield conn
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+# ---------------------------------------------------------------------------------------------- the zip
+def test_zip_layout_and_krita_importer(plugin_zip, tmp_path):
+    names = zipfile.ZipFile(plugin_zip).namelist()
+    assert "draggan_krita.desktop" in names and "draggan_krita/" in names and "draggan_krita/__init__.py" in names
+    assert "draggan_krita/vendor/draggan_protocol/zmtp.py" in names
+    assert "draggan_krita/vendor/msgpack/fallback.py" in names
+    assert not [n for n in names if n.endswith((".so", ".pyd", ".pyc"))]
+    assert build_zip(tmp_path / "again.zip").read_bytes() == plugin_zip.read_bytes()  # reproducible
+    importer_dir = Path("/usr/share/krita/pykrita/plugin_importer")
+    if not (importer_dir / "plugin_importer.py").is_file():
+        pytest.skip("Krita's own plugin importer is not installed (" + KRITA_SKIP + ")")
+    sys.path.insert(0, str(importer_dir))
+    try:
+        import plugin_importer  # Krita's Tools > Scripts > Import Python Plugin from File
+    finally:
+        sys.path.remove(str(importer_dir))
+    resources = tmp_path / "resources"
+    resources.mkdir()
+    imported = plugin_importer.PluginImporter(str(plugin_zip), str(resources), lambda p: True).import_all()
+    assert [p["name"] for p in imported] == ["draggan_krita"]
+    assert (resources / "pykrita" / "draggan_krita.desktop").is_file()
+    assert (resources / "pykrita" / "draggan_krita" / "vendor" / "msgpack" / "fallback.py").is_file()
+
+
+def test_install_into_a_clean_profile_and_kritarc(plugin_zip, tmp_path):
+    from draggan_daemon.plugin_install import krita as inst
+
+    rc = tmp_path / "config" / "kritarc"
+    rc.parent.mkdir(parents=True)
+    rc.write_text("[General]\nfoo=1\n\n[python]\nenable_other=true\nenable_draggan_krita=false\n\n[X]\na=b\n")
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "data"), "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    r = subprocess.run(
+        [*DRAGGAN, "install", "krita", "--zip", str(plugin_zip)], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert r.returncode == 0, r.stderr
+    pykrita = tmp_path / "data" / "krita" / "pykrita"
+    assert (pykrita / "draggan_krita.desktop").is_file() and (pykrita / "draggan_krita" / "docker.py").is_file()
+    text = rc.read_text()
+    assert "enable_draggan_krita=true" in text and "enable_draggan_krita=false" not in text
+    assert "foo=1" in text and "enable_other=true" in text and "[X]\na=b" in text
+    inst.enable_in_kritarc(rc)
+    assert rc.read_text().count("enable_draggan_krita=true") == 1
+    fresh = tmp_path / "fresh" / "kritarc"
+    inst.enable_in_kritarc(fresh)
+    assert fresh.read_text() == "[python]\nenable_draggan_krita=true\n"
+    # Per-platform folders.
+    home = Path("/home/u")
+    assert inst.resources_dir("linux", {}, home) == home / ".local/share/krita"
+    assert inst.resources_dir("win32", {"APPDATA": "C:/AD"}, home) == Path("C:/AD/krita")
+    assert inst.resources_dir("darwin", {}, home) == home / "Library/Application Support/krita"
+    assert inst.kritarc_path("win32", {"LOCALAPPDATA": "C:/LA"}, home) == Path("C:/LA/kritarc")
+    assert inst.kritarc_path("darwin", {}, home) == home / "Library/Preferences/kritarc"
+    assert inst.kritarc_path("linux", {"XDG_CONFIG_HOME": "/c"}, home) == Path("/c/kritarc")
+    # A second install replaces the first.
+    r = subprocess.run([*DRAGGAN, "install", "krita"], capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+
+
+def test_the_zip_works_with_only_the_standard_library(plugin_zip, tmp_path):
+    """Krita's official builds have only the standard library (and PyQt5): the zip's own code must suffice."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_daemon_support import running_daemon
+
+    with zipfile.ZipFile(plugin_zip) as zf:
+        zf.extractall(tmp_path)
+    vendor = tmp_path / "draggan_krita" / "vendor"
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "import draggan_protocol, msgpack;"
+        "from draggan_protocol import Client;"
+        "assert msgpack.Packer.__module__ == 'msgpack.fallback', msgpack.Packer.__module__;"
+        "c = Client(sys.argv[2], sys.argv[3].encode());"
+        "info = c.hello();"
+        "print(type(c.transport).__name__, info['default_model'], 'zmq' in sys.modules)"
+    )
+    with running_daemon() as server:
+        r = subprocess.run(
+            [sys.executable, "-I", "-S", "-c", code, str(vendor), server.endpoint, server.config.key.decode()],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["ZmtpDealer", "tiny", "False"]
+
+
+# ---------------------------------------------------------------------------------------------- kritarunner
+@pytest.mark.krita
+@pytest.mark.slow
+@pytest.mark.skipif(not have_kritarunner, reason=KRITA_SKIP)
+def test_kritarunner_layers_selection_points_and_daemon(plugin_zip, serve, tmp_path):
+    from PIL import Image
+
+    with zipfile.ZipFile(plugin_zip) as zf:
+        zf.extractall(tmp_path / "pykrita")
+    out = tmp_path / "runner.json"
+    env = {
+        **os.environ,
+        "QT_QPA_PLATFORM": "offscreen",
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "krita_app"), str(tmp_path / "pykrita")]),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+        "XDG_RUNTIME_DIR": str(tmp_path / "run"),
+    }
+    (tmp_path / "run").mkdir(mode=0o700)
+    t0 = time.monotonic()
+    r = subprocess.run(
+        ["kritarunner", "-s", "draggan_runner_check", "-f", "run", str(out), str(serve), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
+    )
+    print(f"kritarunner took {time.monotonic() - t0:.1f} s")
+    assert out.is_file(), r.stdout[-3000:] + r.stderr[-3000:]
+    res = json.loads(out.read_text())
+    assert r.returncode == 0 and res["ok"], json.dumps(res, indent=1) + r.stdout[-2000:]
+    assert res["transport"] == "ZmtpDealer" and res["msgpack"].startswith(str(tmp_path / "pykrita"))
+    png = np.asarray(Image.open(res["png"]).convert("RGBA"))
+    assert list(png[10, 7]) == res["rgba_sample"]  # what was written as BGRA reads back as RGBA
+
+
+# ---------------------------------------------------------------------------------------------- the GUI
+def flow_at(before: np.ndarray, after: np.ndarray, x: float, y: float) -> np.ndarray:
+    """Mean dense optical flow (OpenCV Farnebäck) in a 3x3 window around (x, y): where the content there went."""
+    import cv2
+
+    a = cv2.cvtColor(before[..., :3], cv2.COLOR_RGB2GRAY)
+    b = cv2.cvtColor(after[..., :3], cv2.COLOR_RGB2GRAY)
+    flow = cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 9, 5, 5, 1.1, 0)
+    xi, yi = int(round(x)), int(round(y))
+    return flow[yi - 1 : yi + 2, xi - 1 : xi + 2].reshape(-1, 2).mean(0)
+
+
+@pytest.mark.krita
+@pytest.mark.slow
+@pytest.mark.skipif(not have_krita_gui, reason=KRITA_SKIP)
+def test_krita_gui_selftest_drag_through_the_docker(plugin_zip, serve, tmp_path):
+    from draggan_protocol import Client
+    from PIL import Image
+
+    # The image: one the generator can reproduce (a sample of the daemon's own model), as a PNG to open.
+    with Client.connect(serve) as c:
+        s = c.open_seed_session(seed=11)
+        img = c.get_result(s["session_id"])
+        c.close_session(s["session_id"])
+    image = tmp_path / "portrait.png"
+    Image.frombytes("RGBA", (img.width, img.height), img.pixels).save(image)
+    n = img.width
+    lines = [(0.40 * n, 0.50 * n, 0.55 * n, 0.50 * n)]
+
+    # A clean profile with the plugin installed from its zip by the project's installer.
+    prof = tmp_path / "profile"
+    env = {
+        **os.environ,
+        "XDG_CONFIG_HOME": str(prof / "config"),
+        "XDG_DATA_HOME": str(prof / "data"),
+        "XDG_CACHE_HOME": str(prof / "cache"),
+        "XDG_RUNTIME_DIR": str(prof / "run"),
+    }
+    (prof / "run").mkdir(parents=True, mode=0o700)
+    r = subprocess.run(
+        [*DRAGGAN, "install", "krita", "--zip", str(plugin_zip)], env=env, capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr
+    # System packages must not help: zmq and msgpack on Krita's path are poisoned.
+    poison = tmp_path / "poison"
+    for name in ("zmq", "msgpack"):
+        (poison / name).mkdir(parents=True)
+        (poison / name / "__init__.py").write_text(f"raise ImportError('the system {name} must not be used')\n")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    result = tmp_path / "selftest.json"
+    env.update(
+        PYTHONPATH=str(poison),
+        DRAGGAN_CONNECTION_FILE=str(serve),
+        DRAGGAN_KRITA_SELFTEST=str(result),
+        DRAGGAN_KRITA_SELFTEST_IMAGE=str(image),
+        DRAGGAN_KRITA_SELFTEST_LINES=";".join(",".join(f"{v:.1f}" for v in line) for line in lines),
+        DRAGGAN_KRITA_SELFTEST_OUT=str(ARTIFACTS),
+        DRAGGAN_KRITA_SELFTEST_TIMEOUT="200",
+    )
+    env.pop("QT_QPA_PLATFORM", None)
+    t0 = time.monotonic()
+    r = subprocess.run(
+        ["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", "krita", "--nosplash"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    (ARTIFACTS / "krita.log").write_text(r.stdout + r.stderr)
+    print(f"Krita under Xvfb took {time.monotonic() - t0:.1f} s")
+    assert result.is_file(), (r.stdout + r.stderr)[-4000:]
+    res = json.loads(result.read_text())
+    (ARTIFACTS / "selftest.json").write_text(json.dumps(res, indent=1))
+    assert res["ok"], json.dumps({k: v for k, v in res.items() if k != "sys_path"}, indent=1)
+    assert r.returncode == 0
+    assert str(poison) in res["sys_path"], "PYTHONPATH did not reach Krita's Python"
+    assert res["zmq_imported"] is False and res["transport"] == "ZmtpDealer"
+    assert res["msgpack_file"].startswith(str(prof / "data" / "krita" / "pykrita")) and res["msgpack_pure_python"]
+    assert Path(res["screenshot"]).is_file() and Path(res["screenshot"]).stat().st_size > 10_000
+
+    # The drag itself, measured independently: optical flow from the source to the result at each handle.
+    before = np.asarray(Image.open(res["source_png"]).convert("RGBA"))
+    after = np.asarray(Image.open(res["result_png"]).convert("RGBA"))
+    assert before.shape == after.shape == (n, n, 4)
+    assert np.array_equal(before, np.asarray(Image.open(image).convert("RGBA")))
+    for hx, hy, tx, ty in lines:
+        fx, fy = flow_at(before, after, hx, hy)
+        d = np.array([tx - hx, ty - hy])
+        along = float(np.dot([fx, fy], d / np.linalg.norm(d)))
+        moved_to = np.array([hx + fx, hy + fy])
+        print(f"handle ({hx:.1f},{hy:.1f}) -> target ({tx:.1f},{ty:.1f}): flow ({fx:.2f},{fy:.2f}), along {along:.2f}")
+        assert along > 0.5, "the content at the handle did not move toward the target"
+        assert np.linalg.norm(moved_to - [tx, ty]) < np.linalg.norm(d)

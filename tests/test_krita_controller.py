@@ -1,0 +1,322 @@
+"""The docker and its state machine (fake `krita`, PyQt5 offscreen) against a real daemon on loopback.
+
+The daemon runs in this process on a background thread (small random-weight generator); the plugin talks to it
+through the connection file and the pure-Python ZMTP transport, exactly as inside Krita. Inversion is shortened
+to a few steps so each test takes a second or two.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from fake_krita.support import use_fake_krita
+
+use_fake_krita()
+
+import krita  # noqa: E402  (the fake)
+from draggan_daemon.engine import inversion  # noqa: E402
+from draggan_krita import controller as ctl  # noqa: E402
+from draggan_krita import settings as st  # noqa: E402
+from draggan_krita.docker import DragPanel  # noqa: E402
+from draggan_krita.document import PREVIEW_LAYER, KritaDocument  # noqa: E402
+from draggan_krita.geometry import Pair  # noqa: E402
+from draggan_krita.link import OFFLINE, READY, DaemonLink  # noqa: E402
+from draggan_protocol.connection import ConnectionInfo, write_connection_file  # noqa: E402
+from PyQt5.QtCore import QByteArray  # noqa: E402
+from test_daemon_support import TEST_RESOLUTION, client_for, running_daemon  # noqa: E402
+
+R = TEST_RESOLUTION
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+
+    def read(self, key: str) -> str | None:
+        return self.values.get(key)
+
+    def write(self, key: str, value: str) -> None:
+        self.values[key] = value
+
+
+@pytest.fixture(autouse=True)
+def short_inversion(monkeypatch):
+    original = inversion.InversionConfig.preset.__func__
+
+    def tiny(cls, name="fast", **kw):
+        return original(cls, name, **{**kw, "w_steps": 4, "wplus_steps": 4, "pti_steps": 0, "w_avg_samples": 64})
+
+    monkeypatch.setattr(inversion.InversionConfig, "preset", classmethod(tiny))
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    with running_daemon() as server:
+        path = write_connection_file(ConnectionInfo(server.endpoint, server.config.key.decode()), tmp_path / "d.json")
+        server.connection_file = path
+        yield server
+
+
+@pytest.fixture
+def seed_image(daemon):
+    with client_for(daemon) as c:
+        s = c.open_seed_session(seed=4)
+        return c.get_result(s["session_id"], format="BGRA8").pixels
+
+
+def make_doc(pixels: bytes, model: str = "RGBA", depth: str = "U8"):
+    app = krita.Krita.reset()
+    doc = app.createDocument(R, R, "t", model, depth, "", 72.0)
+    app.setActiveDocument(doc)
+    if model == "RGBA" and depth == "U8":
+        doc.rootNode().childNodes()[0].setPixelData(QByteArray(pixels), 0, 0, R, R)
+    return app, doc
+
+
+def make_panel(qtbot, app, connection_file, store=None):
+    link = DaemonLink(connection_file=connection_file, retry_s=0.2, poll_ms=10)
+    panel = DragPanel(app, link, store or MemoryStore())
+    qtbot.addWidget(panel)
+    link.start()
+    return panel
+
+
+def wait_ready(qtbot, panel):
+    qtbot.waitUntil(lambda: panel.link.state == READY, timeout=10000)
+
+
+def test_drag_preview_apply_and_undo(qtbot, daemon, seed_image):
+    app, doc = make_app_doc = make_doc(seed_image)
+    kdoc = KritaDocument(doc)
+    kdoc.add_arrows([Pair(10, 16, 16, 16)])
+    panel = make_panel(qtbot, app, daemon.connection_file)
+    panel.steps_spin.setValue(12)
+    panel.preview_spin.setValue(3)
+    wait_ready(qtbot, panel)
+    assert panel.daemon_label.text().startswith("Ready — cpu, model tiny")
+    assert panel.drag_button.isEnabled() and not panel.apply_button.isEnabled()
+    panel.observe()
+    assert "1 pair" in panel.points_label.text() and panel.pairs_list.count() == 1
+    src = doc.rootNode().childNodes()[0]
+    before = bytes(src.pixelData(0, 0, R, R))
+
+    panel.drag_button.click()
+    c = panel.controller
+    assert c.phase in (ctl.OPENING, ctl.QUEUED) and not panel.drag_button.isEnabled()
+    qtbot.waitUntil(lambda: c.phase == ctl.DONE or bool(c.error), timeout=30000)
+    assert not c.error, c.error
+    assert c.last_done["steps"] == 12 and c.previews_shown == 4
+    assert "Done after 12 steps" in panel.status_label.text() and panel.apply_button.isEnabled()
+    preview = kdoc.preview_layer()
+    assert preview is not None
+    assert bytes(preview.pixelData(0, 0, R, R)) != before
+    assert bytes(src.pixelData(0, 0, R, R)) == before
+
+    panel.apply_button.click()
+    qtbot.waitUntil(lambda: c.phase == ctl.IDLE, timeout=10000)
+    names = [n.name() for n in doc.rootNode().childNodes()]
+    assert "Background (DragGAN)" in names and PREVIEW_LAYER not in names
+    assert "Applied as the new layer" in panel.status_label.text()
+    assert bytes(src.pixelData(0, 0, R, R)) == before
+    app.action("edit_undo").trigger()
+    assert "Background (DragGAN)" not in [n.name() for n in doc.rootNode().childNodes()]
+    assert make_app_doc  # keep references alive
+
+    # A second drag on the same, unchanged layer reuses the session (no second upload, no second fit).
+    sid = c.session.session_id
+    panel.drag_button.click()
+    qtbot.waitUntil(lambda: c.phase == ctl.DONE or bool(c.error), timeout=30000)
+    assert c.session.session_id == sid and not c.error
+    panel.reset_button.click()
+    assert kdoc.preview_layer() is None and c.phase == ctl.IDLE
+
+
+def test_selection_is_sent_as_mask_and_region(qtbot, daemon, seed_image):
+    app, doc = make_doc(seed_image)
+    sel = krita.Selection()
+    sel.select(8, 8, 14, 12, 255)
+    doc.setSelection(sel)
+    KritaDocument(doc).add_arrows([Pair(12, 14, 17, 14)])
+    panel = make_panel(qtbot, app, daemon.connection_file)
+    panel.steps_spin.setValue(6)
+    wait_ready(qtbot, panel)
+    panel.observe()
+    assert "the selection, 14×12 at (8, 8)" in panel.region_label.text()
+    panel.drag_button.click()
+    c = panel.controller
+    qtbot.waitUntil(lambda: c.phase == ctl.DONE or bool(c.error), timeout=30000)
+    assert not c.error, c.error
+    preview = KritaDocument(doc).preview_layer()
+    src = doc.rootNode().childNodes()[0]
+    # Outside the selection the preview is the source, byte for byte; inside, something moved.
+    changed_outside = changed_inside = 0
+    for y in range(R):
+        for x in range(R):
+            same = bytes(preview.pixelData(x, y, 1, 1)) == bytes(src.pixelData(x, y, 1, 1))
+            inside = 8 <= x < 22 and 8 <= y < 20
+            changed_inside += inside and not same
+            changed_outside += (not inside) and not same
+    assert changed_outside == 0 and changed_inside > 0
+
+
+def test_queue_position_is_shown_while_another_job_runs(qtbot, daemon, seed_image):
+    app, doc = make_doc(seed_image)
+    KritaDocument(doc).add_arrows([Pair(10, 16, 16, 16)])
+    panel = make_panel(qtbot, app, daemon.connection_file)
+    panel.steps_spin.setValue(5)
+    wait_ready(qtbot, panel)
+    with client_for(daemon) as other:
+        s = other.open_seed_session(seed=1)
+        job = other.request(
+            "drag", {"session_id": s["session_id"], "points": [[5, 5, 20, 20]], "params": {"steps": 4000}}
+        )
+        panel.drag_button.click()
+        c = panel.controller
+        qtbot.waitUntil(lambda: c.queue_position >= 1, timeout=10000)
+        assert "number 1 in the daemon's queue" in panel.daemon_label.text()
+        assert "queue" in panel.status_label.text()
+        other.cancel(job.content["job_id"])
+        qtbot.waitUntil(lambda: c.phase == ctl.DONE or bool(c.error), timeout=30000)
+    assert not c.error and c.queue_position == 0
+
+
+def test_stop_within_a_step_keeps_the_partial_result(qtbot, daemon, seed_image):
+    app, doc = make_doc(seed_image)
+    KritaDocument(doc).add_arrows([Pair(10, 16, 16, 16)])
+    panel = make_panel(qtbot, app, daemon.connection_file)
+    panel.steps_spin.setValue(3000)
+    panel.preview_spin.setValue(1)
+    wait_ready(qtbot, panel)
+    panel.drag_button.click()
+    c = panel.controller
+    qtbot.waitUntil(lambda: c.phase == ctl.DRAGGING, timeout=30000)
+    assert panel.stop_button.isEnabled()
+    panel.stop_button.click()
+    assert c.phase == ctl.STOPPING
+    qtbot.waitUntil(lambda: c.phase in (ctl.DONE, ctl.IDLE), timeout=10000)
+    assert c.last_done["state"] == "cancelled" and 0 < c.last_done["steps"] < 3000
+    assert "Stopped after" in panel.status_label.text()
+
+
+def test_daemon_gone_mid_drag_leaves_the_document_as_it_was(qtbot, tmp_path, seed_image):
+    with running_daemon() as server:
+        path = write_connection_file(ConnectionInfo(server.endpoint, server.config.key.decode()), tmp_path / "x.json")
+        app, doc = make_doc(seed_image)
+        KritaDocument(doc).add_arrows([Pair(10, 16, 16, 16)])
+        before = [n.name() for n in doc.rootNode().childNodes()]
+        panel = make_panel(qtbot, app, path)
+        panel.steps_spin.setValue(3000)
+        wait_ready(qtbot, panel)
+        panel.drag_button.click()
+        c = panel.controller
+        qtbot.waitUntil(lambda: c.phase == ctl.DRAGGING, timeout=30000)
+        threading.Thread(target=server.stop).start()
+        qtbot.waitUntil(lambda: bool(c.error), timeout=20000)
+    assert "went away" in c.error and "as it was" in c.error
+    assert [n.name() for n in doc.rootNode().childNodes()] == before
+    assert panel.link.state == OFFLINE and "draggan serve" in panel.daemon_label.text()
+    assert not panel.drag_button.isEnabled()
+
+
+def test_not_running_says_how_to_start_it(qtbot, tmp_path):
+    app, _doc = make_doc(bytes(R * R * 4))
+    panel = make_panel(qtbot, app, tmp_path / "missing.json")
+    qtbot.waitUntil(lambda: "not running" in panel.daemon_label.text(), timeout=5000)
+    assert "draggan serve" in panel.daemon_label.text()
+    assert not panel.drag_button.isEnabled() and not panel.fit_button.isEnabled()
+    panel.controller.drag()  # even when called directly: a plain message, nothing else
+    assert "not running" in panel.error_label.text()
+
+
+def test_stale_connection_file_is_reported(qtbot, tmp_path):
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    try:
+        port = listener.getsockname()[1]
+        listener.close()
+        path = write_connection_file(ConnectionInfo(f"tcp://127.0.0.1:{port}", "00" * 16), tmp_path / "s.json")
+        app, _doc = make_doc(bytes(R * R * 4))
+        panel = make_panel(qtbot, app, path)
+        qtbot.waitUntil(lambda: "not running" in panel.daemon_label.text(), timeout=5000)
+    finally:
+        listener.close()
+
+
+def test_cmyk_and_missing_points_are_explained(qtbot, daemon, seed_image):
+    app, doc = make_doc(b"", model="CMYKA")
+    panel = make_panel(qtbot, app, daemon.connection_file)
+    wait_ready(qtbot, panel)
+    panel.drag_button.click()
+    assert "8-bit RGB" in panel.error_label.text() and panel.controller.phase == ctl.IDLE
+    app2, doc2 = make_doc(seed_image)
+    panel2 = make_panel(qtbot, app2, daemon.connection_file)
+    wait_ready(qtbot, panel2)
+    panel2.drag_button.click()
+    assert "No points yet" in panel2.error_label.text()
+    assert KritaDocument(doc2).points_layer() is not None  # created, ready for drawing
+    assert len(doc2.rootNode().childNodes()) == 2
+
+
+def test_fit_reports_progress_then_drag_reuses_it(qtbot, daemon, seed_image):
+    app, doc = make_doc(seed_image)
+    panel = make_panel(qtbot, app, daemon.connection_file)
+    wait_ready(qtbot, panel)
+    panel.fit_button.click()
+    c = panel.controller
+    phases = set()
+    c.changed.connect(lambda: phases.add(c.phase))
+    qtbot.waitUntil(lambda: c.phase == ctl.IDLE and c.session is not None and c.session.inverted, timeout=30000)
+    assert ctl.FITTING in phases and "Fitted" in panel.status_label.text()
+
+
+def test_parameters_are_remembered(qtbot, tmp_path):
+    store = MemoryStore()
+    app, _doc = make_doc(bytes(R * R * 4))
+    panel = make_panel(qtbot, app, tmp_path / "none.json", store)
+    panel.advanced_toggle.setChecked(True)
+    panel.steps_spin.setValue(77)
+    panel.lr_spin.setValue(0.004)
+    panel.mask_spin.setValue(5.5)
+    panel2 = make_panel(qtbot, app, tmp_path / "none.json", store)
+    assert panel2.steps_spin.value() == 77 and panel2.lr_spin.value() == pytest.approx(0.004)
+    assert panel2.mask_spin.value() == pytest.approx(5.5) and panel2.advanced_toggle.isChecked()
+    assert panel2.params.drag_params() == {"steps": 77, "lr": pytest.approx(0.004), "mask_weight": 5.5}
+
+
+def test_settings_through_krita_and_qsettings(tmp_path):
+    app = krita.Krita.reset()
+    store = st.default_store(app)
+    assert isinstance(store, st.KritaStore)
+    st.save(store, st.Params(steps=42, model="faces", show_advanced=True))
+    assert app.readSetting("DragGAN", "steps", "") == "42"
+    loaded = st.load(store)
+    assert (loaded.steps, loaded.model, loaded.show_advanced) == (42, "faces", True)
+    app.writeSetting("DragGAN", "steps", "lots")
+    app.writeSetting("DragGAN", "lr", "99")
+    loaded = st.load(store)
+    assert loaded.steps == 200 and loaded.lr == 0.5  # garbage -> default; out of range -> clamped
+    from PyQt5.QtCore import QSettings
+
+    qs = st.QtStore(QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat))
+    st.save(qs, st.Params(preview_every=9))
+    assert st.load(st.QtStore(QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat))).preview_every == 9
+
+
+def test_plain_error_texts():
+    assert "too large" in ctl.plain_error("too_large", "the layer is 9000x9000")
+    assert ctl.plain_error(None, "") == "The daemon reported an error."
+    assert ctl.plain_error("weird", "boom") == "boom"
+
+
+def test_registration_with_krita():
+    import importlib
+
+    import draggan_krita
+
+    app = krita.Krita.reset()
+    assert importlib.reload(draggan_krita).register() is True
+    assert len(app.extensions) == 1 and app.docker_factories[0].id == "draggan_docker"
