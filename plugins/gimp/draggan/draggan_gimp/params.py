@@ -1,0 +1,122 @@
+"""The plug-in's parameters, declared once.
+
+The same table registers the PDB arguments (so scripts and batch runs pass them by name), fills the dialog, and
+turns a run's values into the daemon's drag parameters. GIMP remembers the values of the last successful
+interactive run for each procedure argument, which is how the dialog's choices persist between runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str  # PDB argument name (GIMP wants lowercase words joined by '-')
+    kind: str  # 'int' | 'double' | 'boolean' | 'string'
+    label: str
+    blurb: str
+    default: Any
+    minimum: float | None = None
+    maximum: float | None = None
+    in_dialog: bool = True
+
+
+PARAMS: tuple[Param, ...] = (
+    Param("steps", "int", "_Steps", "Most optimisation steps for the drag", 200, 1, 5000),
+    Param("learning-rate", "double", "_Learning rate", "Adam step size on the latent", 0.002, 0.00001, 0.1),
+    Param(
+        "mask-strength",
+        "double",
+        "_Mask strength",
+        "How firmly the area outside the selection is held fixed (0 = not at all)",
+        20.0,
+        0.0,
+        1000.0,
+    ),
+    Param("model", "string", "_Model", "Model name on the daemon (empty: the daemon's default)", ""),
+    Param(
+        "invert-first",
+        "boolean",
+        "_Fit the layer first (inversion)",
+        "Fit the layer into the model before dragging; off: start from the model's image for 'seed'",
+        True,
+    ),
+    Param("seed", "int", "S_eed", "Model seed used when the layer is not fitted first", 0, 0, 2**31 - 1),
+    Param(
+        "preview-layer",
+        "boolean",
+        "Show a _preview layer while dragging",
+        "Keep a temporary layer updated with the daemon's preview frames",
+        False,
+    ),
+    Param(
+        "connection-file",
+        "string",
+        "Connection file",
+        "The daemon's connection file (empty: the default per-user location)",
+        "",
+        in_dialog=False,
+    ),
+    Param(
+        "timeout",
+        "double",
+        "Timeout",
+        "Seconds without any word from the daemon before the run is given up",
+        60.0,
+        1.0,
+        3600.0,
+        in_dialog=False,
+    ),
+)
+
+BY_NAME = {p.name: p for p in PARAMS}
+
+
+@dataclass
+class RunSettings:
+    """Validated values of one run, with Python names."""
+
+    steps: int = 200
+    learning_rate: float = 0.002
+    mask_strength: float = 20.0
+    model: str = ""
+    invert_first: bool = True
+    seed: int = 0
+    preview_layer: bool = False
+    connection_file: str = ""
+    timeout: float = 60.0
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any]) -> RunSettings:
+        """Build from PDB-style names ('learning-rate'), clamping numbers into their declared range.
+
+        GIMP already enforces the ranges for PDB calls; clamping again keeps scripts that bypass GIMP honest.
+        """
+        kwargs: dict[str, Any] = {}
+        for f in fields(cls):
+            param = BY_NAME[f.name.replace("_", "-")]
+            value = values.get(param.name, param.default)
+            kwargs[f.name] = coerce(param, value)
+        return cls(**kwargs)
+
+    def drag_parameters(self) -> dict[str, Any]:
+        """The daemon's drag parameters (names as in the protocol's drag request)."""
+        return {"max_steps": self.steps, "lr": self.learning_rate, "mask_weight": self.mask_strength}
+
+
+def coerce(param: Param, value: Any) -> Any:
+    """`value` converted to the parameter's type and clamped to its range; defaults for None."""
+    if value is None:
+        return param.default
+    if param.kind == "boolean":
+        return bool(value)
+    if param.kind == "string":
+        return str(value)
+    number = int(round(float(value))) if param.kind == "int" else float(value)
+    if param.minimum is not None:
+        number = max(number, type(number)(param.minimum))
+    if param.maximum is not None:
+        number = min(number, type(number)(param.maximum))
+    return number

@@ -1,0 +1,328 @@
+"""One drag, from the layer's pixels to the dragged result, spoken through the daemon's client library.
+
+Nothing here imports GIMP: the plug-in passes the layer's bytes in and gets the result's bytes out, and reports
+progress through a small `Feedback` object. That keeps the daemon conversation (timeouts, cancel, the daemon
+dying mid-run) testable against a real daemon without GIMP.
+
+The conversation uses the client's non-blocking API (send + poll) rather than its blocking helpers, because a
+drag step on a CPU can take longer than any fixed reply timeout: liveness is judged by the daemon answering
+heartbeats, not by how soon the next step arrives.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from draggan_protocol import (
+    Client,
+    ConnectionInfo,
+    DaemonError,
+    DaemonUnreachable,
+    Image,
+    Message,
+    default_connection_file,
+    read_connection_file,
+)
+from draggan_protocol.client import drag_request, image_from_message, layer_session_request
+
+from .errors import Cancelled, PluginError
+from .pairs import Pair
+from .params import RunSettings
+from .pixels import Selection
+
+CLIENT_NAME = "gimp-draggan"
+HELLO_TIMEOUT = 5.0  # a daemon that is up answers hello in milliseconds
+HEARTBEAT_INTERVAL = 1.0
+POLL_INTERVAL = 0.1
+CLOSE_TIMEOUT = 1.0
+
+
+class Feedback(Protocol):
+    """How the run talks back to its host (GIMP's progress bar, a test's recorder)."""
+
+    def status(self, text: str) -> None: ...
+
+    def progress(self, fraction: float, text: str) -> None: ...
+
+    def preview(self, image: Image) -> None: ...
+
+    def stop_requested(self) -> bool: ...
+
+
+class JobWatcher(Protocol):
+    """Told which job is running so that it can cancel it should this process die (see watchdog.py)."""
+
+    def arm(self, job_id: str) -> None: ...
+
+    def disarm(self) -> None: ...
+
+
+@dataclass
+class LayerInput:
+    """The source layer as the daemon needs it: straight-alpha RGBA8 rows, size and offset in the image."""
+
+    pixels: bytes
+    width: int
+    height: int
+    offset: tuple[int, int] = (0, 0)
+    name: str = ""
+
+
+@dataclass
+class DragOutcome:
+    image: Image  # the result at the layer's size (or the model's image, for a seed session)
+    state: str  # 'done' or 'cancelled' (a cancelled drag still returns the state it reached)
+    steps: int
+    handles: list[Any] = field(default_factory=list)
+    phases: list[str] = field(default_factory=list)  # what the daemon did: 'invert', 'drag'
+
+
+@dataclass
+class Connection:
+    """A client that has said hello, what the daemon said, and the connection file it came from."""
+
+    client: Client
+    hello: dict[str, Any]
+    info: ConnectionInfo
+
+    def close(self) -> None:
+        self.client.close()
+
+    def curve_text(self) -> list[str] | None:
+        """The CURVE keys as text, for the watchdog (None on loopback, where the daemon needs none)."""
+        keys = self.info.curve_tuple()
+        return [k.decode("ascii") for k in keys] if keys else None
+
+
+def connect(settings: RunSettings, hello_timeout: float = HELLO_TIMEOUT) -> Connection:
+    """Connect and say hello; PluginError in plain words when there is no daemon or it does not answer."""
+    path = Path(settings.connection_file).expanduser() if settings.connection_file else default_connection_file()
+    try:
+        conn_info = read_connection_file(path)
+        client = Client.from_info(conn_info, client_name=CLIENT_NAME, heartbeat_interval=HEARTBEAT_INTERVAL)
+    except FileNotFoundError:
+        raise PluginError(
+            f"The DragGAN daemon is not running (there is no connection file at {path}).\nStart it with:  draggan serve"
+        ) from None
+    except (ValueError, OSError) as exc:
+        raise PluginError(f"The DragGAN daemon's connection file {path} cannot be used: {exc}") from None
+    try:
+        info = client.hello(timeout=hello_timeout)
+    except DaemonUnreachable:
+        client.close()
+        raise PluginError(
+            f"The DragGAN daemon at {client.endpoint} does not answer within {hello_timeout:.0f} s.\n"
+            f"It may have stopped without removing {path}, or that file belongs to another daemon.\n"
+            "Start it again with:  draggan serve"
+        ) from None
+    except DaemonError as exc:
+        client.close()
+        raise PluginError(f"The DragGAN daemon refused to talk to this plug-in: {exc.message}") from None
+    return Connection(client, info, conn_info)
+
+
+def describe_daemon(info: dict[str, Any]) -> str:
+    """One line about a daemon that answered hello, for the dialog."""
+    device = info.get("device") or "unknown device"
+    if isinstance(device, dict):
+        device = device.get("name") or device.get("type") or "unknown device"
+    models = info.get("models") or []
+    names = [m.get("name", "?") if isinstance(m, dict) else str(m) for m in models]
+    version = info.get("protocol_version") or info.get("version") or "?"
+    return f"running on {device}, protocol {version}, models: {', '.join(names) if names else 'none'}"
+
+
+def model_names(info: dict[str, Any]) -> list[str]:
+    models = info.get("models") or []
+    return [m.get("name", "") if isinstance(m, dict) else str(m) for m in models]
+
+
+def drag_points(pairs: Sequence[Pair]) -> list[tuple[float, float, float, float]]:
+    return [(p.handle[0], p.handle[1], p.target[0], p.target[1]) for p in pairs]
+
+
+class Conversation:
+    """Requests and jobs over one client, with silence detection and cancel."""
+
+    def __init__(
+        self,
+        client: Client,
+        feedback: Feedback,
+        timeout: float,
+        watcher: JobWatcher | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client = client
+        self.feedback = feedback
+        self.timeout = timeout
+        self.watcher = watcher
+        self.clock = clock
+
+    def _check_alive(self, what: str) -> None:
+        silent = self.client.daemon_silent_for()
+        if silent > self.timeout:
+            raise PluginError(
+                f"The DragGAN daemon stopped answering while {what} (nothing for {silent:.0f} s).\n"
+                "It may have crashed or been stopped; the layer is unchanged. Start it again with:  draggan serve"
+            )
+
+    def request(self, msg_type: str, content: dict[str, Any], buffers: Sequence[Any] = (), what: str = "") -> Message:
+        """Send a request and wait for its reply while the daemon keeps answering heartbeats."""
+        msg_id = self.client.send(msg_type, content, buffers)
+        while True:
+            for msg in self.client.poll(POLL_INTERVAL):
+                if msg.parent == msg_id and msg.msg_type.endswith("_reply"):
+                    if msg.is_error:
+                        raise daemon_error_to_plugin_error(msg.content, what or msg_type)
+                    return msg
+            self._check_alive(what or f"waiting for {msg_type}")
+
+    def job(
+        self,
+        msg_type: str,
+        content: dict[str, Any],
+        buffers: Sequence[Any],
+        what: str,
+        on_progress: Callable[[Message], None],
+    ) -> dict[str, Any]:
+        """Run a job to its job_done; stops (cancels) it when the feedback asks to. Returns job_done's content."""
+        reply = self.request(msg_type, content, buffers, what)
+        job_id = reply.content["job_id"]
+        if self.watcher is not None:
+            self.watcher.arm(job_id)
+        cancel_sent = False
+        try:
+            while True:
+                for msg in self.client.poll(POLL_INTERVAL):
+                    if msg.content.get("job_id") != job_id:
+                        continue
+                    if msg.msg_type == "job_done":
+                        if msg.content.get("state") == "failed":
+                            raise daemon_error_to_plugin_error(msg.content, what)
+                        return msg.content
+                    if msg.msg_type == "job_queued":
+                        pos = msg.content.get("position")
+                        self.feedback.status(f"DragGAN: waiting for the daemon (queue position {pos})")
+                    elif msg.msg_type == "progress":
+                        on_progress(msg)
+                    elif msg.msg_type == "error":
+                        raise daemon_error_to_plugin_error(msg.content, what)
+                if not cancel_sent and self.feedback.stop_requested():
+                    self.client.send("cancel", {"job_id": job_id})
+                    cancel_sent = True
+                self._check_alive(what)
+        finally:
+            if self.watcher is not None:
+                self.watcher.disarm()
+
+
+def daemon_error_to_plugin_error(content: dict[str, Any], what: str) -> PluginError:
+    code = content.get("code", "error")
+    message = content.get("message") or "no details"
+    hints = {
+        "model_not_found": "Pick another model in the dialog (or leave it empty for the daemon's default).",
+        "pixel_limit": "The daemon holds too many pixels; close other sessions or use a smaller layer.",
+        "session_limit": "The daemon has too many open sessions; close other editors using it.",
+        "too_large": "The layer is larger than the daemon accepts; crop it or select a smaller region.",
+        "queue_full": "The daemon is busy; try again in a moment.",
+        "invalid_input": "",
+    }
+    hint = hints.get(code, "")
+    return PluginError(f"DragGAN failed while {what}: {message} ({code}).{(' ' + hint) if hint else ''}")
+
+
+def selection_mask(selection: Selection | None) -> bytes | None:
+    """The selection as the daemon's A8 mask (255 = may change), or None when it selects the whole layer."""
+    if selection is None or selection.covers_everything:
+        return None
+    return selection.mask
+
+
+def progress_text(content: dict[str, Any], steps: int) -> tuple[float, str]:
+    """Progress-bar fraction and text for a progress event (fitting the layer first, then the drag's steps)."""
+    step = int(content.get("step") or 0)
+    if content.get("phase") == "invert":
+        total = int(content.get("steps") or content.get("total_steps") or content.get("stage_steps") or 0)
+        stage = content.get("stage") or content.get("name") or "fitting"
+        of = f" of {total}" if total else ""
+        return (step / total if total else 0.0), f"DragGAN: fitting the layer into the model ({stage}), step {step}{of}"
+    total = int(content.get("max_steps") or steps) or 1
+    return min(step / total, 1.0), f"DragGAN: step {step} of {total}"
+
+
+def run_drag(
+    client: Client,
+    layer: LayerInput,
+    selection: Selection | None,
+    pairs: Sequence[Pair],
+    settings: RunSettings,
+    feedback: Feedback,
+    watcher: JobWatcher | None = None,
+) -> DragOutcome:
+    """Open a session, drag (the daemon fits the layer into the model first), fetch the result, close.
+
+    With `invert_first` off, the session starts from the model's own image for `settings.seed` instead of the
+    layer (for layers the model made, or to try a model); the selection does not apply then.
+    """
+    if not pairs:
+        raise PluginError("There is nothing to drag: no usable path strokes.")
+    talk = Conversation(client, feedback, settings.timeout, watcher)
+    model = settings.model or None
+    feedback.status("DragGAN: sending the layer to the daemon")
+    if settings.invert_first:
+        content, buffers = layer_session_request(
+            layer.pixels,
+            layer.width,
+            layer.height,
+            offset=layer.offset,
+            selection=selection_mask(selection),
+            model=model,
+            name=layer.name,
+        )
+    else:
+        content, buffers = {"source": "seed", "seed": int(settings.seed), "offset": list(layer.offset)}, []
+        if model:
+            content["model"] = model
+    session = talk.request("open_session", content, buffers, "opening a session").content
+    session_id = session["session_id"]
+    try:
+        content, buffers = drag_request(
+            session_id,
+            drag_points(pairs),
+            params={"steps": settings.steps, "lr": settings.learning_rate, "mask_weight": settings.mask_strength},
+            preview_every=5 if settings.preview_layer else 0,
+        )
+        phases: list[str] = []
+
+        def on_progress(msg: Message) -> None:
+            c = msg.content
+            if not phases or phases[-1] != c.get("phase"):
+                phases.append(str(c.get("phase")))
+            fraction, text = progress_text(c, settings.steps)
+            feedback.progress(fraction, text)
+            if settings.preview_layer and isinstance(c.get("preview"), dict):
+                feedback.preview(image_from_message(msg, "preview"))
+
+        feedback.status("DragGAN: dragging")
+        done = talk.job("drag", content, buffers, "dragging", on_progress)
+        if done.get("state") == "cancelled":
+            if feedback.stop_requested():
+                raise Cancelled()
+            raise PluginError(
+                "The DragGAN daemon stopped the drag before it finished (it may be shutting down); "
+                "the layer is unchanged."
+            )
+        feedback.status("DragGAN: fetching the result")
+        result = talk.request("get_result", {"session_id": session_id, "area": "layer"}, (), "fetching the result")
+        image = image_from_message(result)
+        handles = list(done.get("handles") or [])
+        return DragOutcome(image, done.get("state", "done"), int(done.get("steps", 0)), handles, phases)
+    finally:
+        try:  # free the daemon's memory now rather than at its idle timeout; never hide the real outcome
+            client.request("close_session", {"session_id": session_id}, timeout=CLOSE_TIMEOUT)
+        except (DaemonError, DaemonUnreachable, OSError):
+            pass

@@ -1,0 +1,251 @@
+"""The plug-in inside the real GIMP 3 (Debian trixie chroot, batch mode) against a real daemon on this host.
+
+Each test is one GIMP batch session running several cases (GIMP's start-up costs seconds), the plug-in installed
+by `draggan install gimp` into the session's own GIMP profile.
+- test_plugin_in_real_gimp (built-in test model): the error cases, two successful runs (layer placement, name,
+  source untouched, preview layer removed), and a run whose daemon is stopped midway.
+- test_drag_moves_handles_in_real_gimp (a trained model): a reference drag of one step and a real drag with the
+  same inversion; OpenCV's DIS optical flow between the two results GIMP exported as PNGs must carry each handle
+  toward its target. The built-in test model draws random textures whose drags do not move features measurably,
+  so this test needs the bundled model (or $DRAGGAN_GIMP_TEST_MODEL) and says so when it is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from gimp_env import (
+    HELPERS_DIR,
+    ROOT,
+    chroot_unavailable_reason,
+    ensure_chroot,
+    run_gimp_batch,
+    spawn_daemon_process,
+)
+
+pytestmark = [pytest.mark.gimp, pytest.mark.slow]
+
+IMAGE_W, IMAGE_H = 112, 96
+LAYER_W, LAYER_H = 96, 80
+OFFSET = (10, 8)
+SELECTION = (OFFSET[0] + 8, OFFSET[1] + 2, 80, 76)  # x, y, w, h in image coordinates, around the face
+DRAG = (-4.0, -5.0)  # mouth corners move outwards and up: left corner by (-4, -5), right by (+4, -5)
+
+
+@pytest.fixture(scope="session")
+def gimp_root() -> Path:
+    reason = chroot_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    return ensure_chroot()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _strokes() -> tuple[list, list]:
+    from face import mouth_corners
+
+    corners = mouth_corners(LAYER_W, LAYER_H)
+    pairs = []
+    for (x, y), sign in zip(corners, (1, -1), strict=True):
+        target = (x + sign * DRAG[0], y + DRAG[1])
+        pairs.append(((x, y), target))
+    strokes = [[(hx + OFFSET[0], hy + OFFSET[1]), (tx + OFFSET[0], ty + OFFSET[1])] for (hx, hy), (tx, ty) in pairs]
+    return strokes, pairs
+
+
+def _flow_at(source_png: Path, result_png: Path, points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    import cv2
+    import numpy as np
+
+    a = cv2.cvtColor(cv2.imread(str(source_png)), cv2.COLOR_BGR2GRAY)
+    b = cv2.cvtColor(cv2.imread(str(result_png)), cv2.COLOR_BGR2GRAY)
+    flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc(a, b, None)
+    out = []
+    for x, y in points:  # average over a 3x3 neighbourhood: one pixel's flow is noisy
+        xi, yi = int(round(x)), int(round(y))
+        patch = flow[max(yi - 1, 0) : yi + 2, max(xi - 1, 0) : xi + 2].reshape(-1, 2)
+        out.append(tuple(float(v) for v in np.mean(patch, axis=0)))
+    return out
+
+
+class GimpSession:
+    """A run folder inside the chroot with its own GIMP profile, the plug-in installed, and the batch driver."""
+
+    def __init__(self, root: Path) -> None:
+        from draggan_daemon.plugin_install import gimp as installer
+
+        self.root = root
+        self.inside = f"/draggan-test/{uuid.uuid4().hex[:8]}"
+        self.base = root / self.inside.lstrip("/")
+        plugins = self.base / "home" / ".config" / "GIMP" / "3.0" / "plug-ins"
+        plugins.parent.mkdir(parents=True)
+        assert installer.main(["--dest", str(plugins)]) == 0
+        assert (plugins / "draggan" / "draggan.py").stat().st_mode & 0o111
+        shutil.copy(HELPERS_DIR / "face.py", self.base / "face.py")
+        shutil.copy(HELPERS_DIR / "drag_driver.py", self.base / "drag_driver.py")
+
+    def run(self, cases: dict, timeout: float = 540) -> dict:
+        config = {"helpers": self.inside, "report": f"{self.inside}/report.json", "cases": cases}
+        (self.base / "config.json").write_text(json.dumps(config))
+        t0 = time.monotonic()
+        env = {"DRAGGAN_TEST_CONFIG": f"{self.inside}/config.json"}
+        rc, output = run_gimp_batch(self.root, f"{self.inside}/home", f"{self.inside}/drag_driver.py", env, timeout)
+        print(f"GIMP batch session: {time.monotonic() - t0:.1f} s, rc {rc}")
+        assert rc == 0, output[-4000:]
+        assert "DRAGGAN-DRIVER-DONE" in output, output[-4000:]
+        report = json.loads((self.base / "report.json").read_text())
+        print(json.dumps(report, indent=1))
+        assert report["procedure_found"], output[-4000:]
+        return report["cases"]
+
+    def close(self) -> None:
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+@pytest.fixture
+def session(gimp_root: Path):
+    s = GimpSession(gimp_root)
+    yield s
+    s.close()
+
+
+def _common() -> dict:
+    strokes, _ = _strokes()
+    return {
+        "image_w": IMAGE_W,
+        "image_h": IMAGE_H,
+        "layer_w": LAYER_W,
+        "layer_h": LAYER_H,
+        "offset": list(OFFSET),
+        "selection": list(SELECTION),
+        "strokes": strokes,
+    }
+
+
+def test_plugin_in_real_gimp(session: GimpSession) -> None:
+    inside, base = session.inside, session.base
+    daemon = spawn_daemon_process(base / "daemon.json")
+    doomed = spawn_daemon_process(base / "doomed.json")  # killed while the plug-in is working with it
+    (base / "stale.json").write_text(json.dumps({"endpoint": f"tcp://127.0.0.1:{_free_port()}", "key": "00ff"}))
+    common = _common()
+    good = {"connection-file": f"{inside}/daemon.json", "timeout": 60.0}
+    cases = {
+        "no_daemon": {**common, "args": {"connection-file": f"{inside}/missing.json"}},
+        "stale_file": {**common, "args": {"connection-file": f"{inside}/stale.json"}},
+        "grayscale": {**common, "gray": True, "args": good},
+        "no_strokes": {**common, "strokes": [[(30.0, 30.0)], [(40.0, 40.0), (40.2, 40.1)]], "args": good},
+        "plain": {**common, "args": {**good, "steps": 3}},
+        "preview": {**common, "args": {**good, "steps": 6, "preview-layer": True}},
+        "daemon_dies": {
+            **common,
+            "args": {"connection-file": f"{inside}/doomed.json", "steps": 500, "timeout": 4.0},
+            "marker": f"{inside}/dying-started",
+        },
+    }
+    stopped_at: list[float] = []
+
+    def stop_doomed_daemon() -> None:
+        marker = base / "dying-started"
+        deadline = time.monotonic() + 600
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(2.0)  # the run is then fitting the layer into the model
+        doomed.kill()
+        stopped_at.append(time.monotonic())
+
+    threading.Thread(target=stop_doomed_daemon, daemon=True).start()
+    try:
+        c = session.run(cases)
+    finally:
+        for proc in (daemon, doomed):
+            proc.kill()
+            proc.wait()
+
+    # Clear errors, quickly, and nothing changed in the image.
+    assert c["no_daemon"]["status"] == "execution-error"
+    assert "not running" in c["no_daemon"]["error"] and "draggan serve" in c["no_daemon"]["error"]
+    assert c["no_daemon"]["seconds"] < 3
+    assert c["stale_file"]["status"] == "execution-error"
+    assert "does not answer" in c["stale_file"]["error"]
+    assert c["stale_file"]["seconds"] < 10
+    assert c["grayscale"]["status"] == "execution-error" and "RGB" in c["grayscale"]["error"]
+    assert c["no_strokes"]["status"] == "execution-error" and "No usable path strokes" in c["no_strokes"]["error"]
+    for name in ("no_daemon", "stale_file", "grayscale", "no_strokes", "daemon_dies"):
+        assert c[name]["layers_after"] == ["Face"], name
+        assert c[name]["source_unchanged"], name
+
+    # Successful runs: a new layer right above the source, named after it; the source untouched.
+    for name, steps in (("plain", 3), ("preview", 6)):
+        r = c[name]
+        assert r["status"] == "success", r
+        assert r["new_layer"]["name"] == "Face (DragGAN)"
+        assert r["new_layer"]["size"] == [LAYER_W, LAYER_H] and r["new_layer"]["offset"] == list(OFFSET)
+        assert r["new_layer"]["position"] == r["source_position"] - 1
+        assert r["layers_after"] == ["Face (DragGAN)", "Face"]  # no preview layer left behind
+        assert r["source_unchanged"]
+        assert 1 <= r["steps"] <= steps
+
+    # The daemon dying mid-run ends the run with a clear error a few seconds later, not a hang.
+    dies = c["daemon_dies"]
+    assert stopped_at, "the doomed daemon was never stopped"
+    assert dies["status"] == "execution-error"
+    assert "stopped answering" in dies["error"], dies
+    assert dies["seconds"] < 2.0 + 4.0 + 6.0, dies
+
+
+def trained_model() -> Path | None:
+    candidates = [os.environ.get("DRAGGAN_GIMP_TEST_MODEL"), ROOT / "daemon" / "models" / "bundled.safetensors"]
+    for c in candidates:
+        if c and Path(c).is_file():
+            return Path(c)
+    return None
+
+
+def test_drag_moves_handles_in_real_gimp(session: GimpSession) -> None:
+    model = trained_model()
+    if model is None:
+        pytest.skip("needs a trained model (daemon/models/bundled.safetensors or $DRAGGAN_GIMP_TEST_MODEL)")
+    inside, base = session.inside, session.base
+    daemon = spawn_daemon_process(base / "daemon.json", model=model)
+    common = _common()
+    good = {"connection-file": f"{inside}/daemon.json", "timeout": 60.0}
+    cases = {
+        "reference": {**common, "args": {**good, "steps": 1}, "export": f"{inside}/reference"},
+        "drag": {**common, "args": {**good, "steps": 80}, "export": f"{inside}/drag"},
+    }
+    try:
+        c = session.run(cases)
+    finally:
+        daemon.kill()
+        daemon.wait()
+    for name in cases:
+        assert c[name]["status"] == "success", c[name]
+        assert c[name]["source_unchanged"]
+
+    # The drag's own motion (reference result -> dragged result) carries the handles toward their targets.
+    _, pairs = _strokes()
+    flows = _flow_at(base / "reference-result.png", base / "drag-result.png", [p[0] for p in pairs])
+    before = after = 0.0
+    for ((hx, hy), (tx, ty)), (fx, fy) in zip(pairs, flows, strict=True):
+        d0 = ((tx - hx) ** 2 + (ty - hy) ** 2) ** 0.5
+        d1 = ((tx - hx - fx) ** 2 + (ty - hy - fy) ** 2) ** 0.5
+        print(
+            f"handle ({hx:.1f}, {hy:.1f}) -> ({tx:.1f}, {ty:.1f}): flow ({fx:.2f}, {fy:.2f}), {d0:.2f} -> {d1:.2f} px"
+        )
+        before += d0 / len(pairs)
+        after += d1 / len(pairs)
+        assert fx * (tx - hx) + fy * (ty - hy) > 0, "a handle moved away from its target"
+    assert after < before - 0.25, f"mean distance to target {before:.2f} -> {after:.2f} px"

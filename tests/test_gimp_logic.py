@@ -1,0 +1,181 @@
+"""The GIMP plug-in's pure logic, without GIMP: path strokes to pairs, pixel buffers, parameters, the installer."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from gimp_env import PLUGIN_DIR  # also puts the plug-in folder on sys.path
+
+from draggan_gimp import pairs as P  # isort: skip
+from draggan_gimp import params, pixels  # isort: skip
+from draggan_gimp.runner import describe_daemon, model_names, progress_text, selection_mask  # isort: skip
+
+
+# ---------------------------------------------------------------- strokes -> pairs
+def test_anchors_from_bezier_takes_the_middle_of_each_triple() -> None:
+    ctrl = [0, 0, 1.5, 2.5, 9, 9, 7, 7, 10.0, 20.0, 8, 8]
+    assert P.anchors_from_bezier(ctrl) == [(1.5, 2.5), (10.0, 20.0)]
+    with pytest.raises(ValueError):
+        P.anchors_from_bezier([1, 2, 3, 4])
+
+
+def test_first_anchor_is_handle_last_is_target_in_layer_coordinates() -> None:
+    strokes = [[(15, 25), (40, 40), (30, 20)], [(50, 60), (55, 61)]]
+    result = P.strokes_to_pairs(strokes, offset=(10, 20), size=(100, 100))
+    assert [(p.handle, p.target) for p in result.pairs] == [((5, 5), (20, 0)), ((40, 40), (45, 41))]
+    assert [p.stroke for p in result.pairs] == [0, 1]
+    assert result.skipped == []
+    assert result.summary() == "2 pairs found"
+
+
+def test_unusable_strokes_are_skipped_with_a_reason() -> None:
+    strokes = [
+        [(5, 5)],  # a single click
+        [(5, 5), (5.2, 5.1)],  # no motion
+        [(5, 5), (500, 5)],  # target outside the layer
+        [(-3, 5), (5, 5)],  # handle outside the layer
+        [(1, 1), (9, 9)],  # fine
+        [(float("nan"), 1), (2, 2)],
+    ]
+    result = P.strokes_to_pairs(strokes, size=(64, 64))
+    assert [p.stroke for p in result.pairs] == [4]
+    reasons = dict(result.skipped)
+    assert set(reasons) == {0, 1, 2, 3, 5}
+    assert "two points" in reasons[0] and "same" in reasons[1] and "outside" in reasons[2] and "outside" in reasons[3]
+    assert result.summary() == "1 pair found, 5 strokes skipped"
+    text = result.describe()
+    assert text[0] == "stroke 5: (1, 1) -> (9, 9)" and len(text) == 6
+
+
+def test_max_pairs_keeps_the_first() -> None:
+    strokes = [[(i, 0), (i, 10)] for i in range(5)]
+    result = P.strokes_to_pairs(strokes, max_pairs=3)
+    assert [p.stroke for p in result.pairs] == [0, 1, 2]
+    assert [i for i, _ in result.skipped] == [3, 4]
+
+
+# ---------------------------------------------------------------- pixels
+def _mask(w: int, h: int, rect: tuple[int, int, int, int] | None, value: int = 255) -> bytes:
+    m = bytearray(w * h)
+    if rect:
+        x, y, rw, rh = rect
+        for yy in range(y, y + rh):
+            m[yy * w + x : yy * w + x + rw] = bytes([value]) * rw
+    return bytes(m)
+
+
+@pytest.mark.parametrize("rect", [(0, 0, 1, 1), (3, 4, 5, 2), (0, 0, 16, 9), (15, 8, 1, 1), (7, 0, 2, 9)])
+def test_mask_bounds(rect: tuple[int, int, int, int]) -> None:
+    assert pixels.mask_bounds(_mask(16, 9, rect, 7), 16, 9) == rect
+
+
+def test_selection_on_layer() -> None:
+    assert pixels.selection_on_layer(_mask(8, 8, None), 8, 8) is None
+    sel = pixels.selection_on_layer(_mask(8, 8, (2, 2, 3, 3)), 8, 8)
+    assert sel is not None and sel.bounds == (2, 2, 3, 3) and not sel.covers_everything
+    assert selection_mask(sel) == sel.mask
+    full = pixels.selection_on_layer(_mask(8, 8, (0, 0, 8, 8)), 8, 8)
+    assert full is not None and full.covers_everything and selection_mask(full) is None
+    assert selection_mask(None) is None
+    with pytest.raises(ValueError):
+        pixels.mask_bounds(b"\0" * 10, 4, 4)
+
+
+def test_paste_and_crop_round_trip_with_clipping() -> None:
+    w, h = 6, 5
+    dst = bytearray(w * h * 4)
+    block = bytes(range(3 * 2 * 4))  # 3x2 RGBA
+    assert pixels.paste(dst, w, h, block, (2, 1, 3, 2)) == (2, 1, 3, 2)
+    assert pixels.crop(dst, w, h, (2, 1, 3, 2)) == block
+    assert dst[: w * 4] == bytes(w * 4)  # row 0 untouched
+    clipped = bytearray(w * h * 4)
+    assert pixels.paste(clipped, w, h, block, (4, 4, 3, 2)) == (4, 4, 2, 1)
+    assert clipped[(4 * w + 4) * 4 : (4 * w + 6) * 4] == block[:8]
+    assert pixels.paste(clipped, w, h, block, (10, 10, 3, 2)) is None
+    with pytest.raises(ValueError):
+        pixels.crop(dst, w, h, (5, 0, 3, 1))
+
+
+# ---------------------------------------------------------------- parameters
+def test_settings_defaults_and_clamping() -> None:
+    s = params.RunSettings.from_values({})
+    assert (s.steps, s.learning_rate, s.mask_strength, s.invert_first, s.model) == (200, 0.002, 20.0, True, "")
+    s = params.RunSettings.from_values({"steps": 10**9, "learning-rate": -1, "mask-strength": 5, "model": None})
+    assert s.steps == 5000 and s.learning_rate == 0.00001 and s.mask_strength == 5.0 and s.model == ""
+    assert params.RunSettings.from_values({"steps": 7.6}).steps == 8
+
+
+def test_parameters_match_the_protocol_and_the_pdb_rules() -> None:
+    from draggan_protocol.validation import SCHEMAS, validate_request
+
+    allowed = SCHEMAS["drag"]["params"].schema
+    s = params.RunSettings.from_values({"steps": 33, "learning-rate": 0.01, "mask-strength": 3})
+    sent = {"steps": s.steps, "lr": s.learning_rate, "mask_weight": s.mask_strength}
+    assert set(sent) <= set(allowed)
+    validated = validate_request("drag", {"session_id": "x", "points": [[1, 2, 3, 4]], "params": sent})
+    assert validated["params"] == sent
+    for p in params.PARAMS:  # GIMP's PDB wants lowercase-dashed names and defaults inside the range
+        assert p.name == p.name.lower() and "_" not in p.name
+        if p.minimum is not None:
+            assert p.minimum <= p.default <= p.maximum
+    assert params.BY_NAME["steps"].maximum <= allowed["steps"].hi
+
+
+def test_progress_text_and_daemon_description() -> None:
+    assert progress_text({"phase": "drag", "step": 5, "max_steps": 20}, 200) == (0.25, "DragGAN: step 5 of 20")
+    f, text = progress_text({"phase": "invert", "step": 10, "steps": 40, "stage": "w+"}, 200)
+    assert f == 0.25 and "fitting" in text and "w+" in text and "10 of 40" in text
+    info = {"device": "cpu", "protocol_version": "1.0", "models": [{"name": "emoji64"}, {"name": "ffhq"}]}
+    assert describe_daemon(info) == "running on cpu, protocol 1.0, models: emoji64, ffhq"
+    assert model_names(info) == ["emoji64", "ffhq"]
+
+
+# ---------------------------------------------------------------- installer
+def test_default_plugins_dir_per_platform(tmp_path: Path) -> None:
+    from draggan_daemon.plugin_install import gimp as inst
+
+    home = tmp_path
+    assert inst.default_plugins_dir("linux", {}, home) == home / ".config/GIMP/3.0/plug-ins"
+    assert inst.default_plugins_dir("linux", {"XDG_CONFIG_HOME": "/x"}, home) == Path("/x/GIMP/3.0/plug-ins")
+    flatpak = home / ".var/app/org.gimp.GIMP/config/GIMP/3.0"
+    flatpak.mkdir(parents=True)
+    assert inst.default_plugins_dir("linux", {}, home) == flatpak / "plug-ins"
+    assert inst.default_plugins_dir("win32", {"APPDATA": "C:/AD"}, home) == Path("C:/AD/GIMP/3.0/plug-ins")
+    assert inst.default_plugins_dir("darwin", {}, home) == home / "Library/Application Support/GIMP/3.0/plug-ins"
+    assert inst.default_plugins_dir("linux", {"GIMP3_DIRECTORY": "/g"}, home) == Path("/g/plug-ins")
+
+
+def test_install_gives_a_self_contained_plugin_folder(tmp_path: Path) -> None:
+    from draggan_daemon.plugin_install import gimp as inst
+
+    dest = tmp_path / "plug-ins"
+    assert inst.main(["--dest", str(dest)]) == 0
+    folder = dest / "draggan"
+    script = folder / "draggan.py"
+    assert script.read_bytes() == (PLUGIN_DIR / "draggan.py").read_bytes()
+    assert script.stat().st_mode & stat.S_IXUSR
+    assert (folder / "draggan_protocol" / "client.py").is_file()
+    assert not list(folder.rglob("*.so")) and not list(folder.rglob("__pycache__"))
+    # Reinstalling replaces the folder; a foreign folder of the same name is left alone.
+    (folder / "stale.txt").write_text("old")
+    assert inst.main(["--dest", str(dest)]) == 0 and not (folder / "stale.txt").exists()
+    foreign = tmp_path / "other"
+    (foreign / "draggan").mkdir(parents=True)
+    assert inst.main(["--dest", str(foreign)]) == 1
+    # The folder imports under an isolated Python with no site-packages: the plug-in's modules, the protocol
+    # client, and the vendored pure-Python msgpack (as on GIMP's own Python for Windows and macOS).
+    code = (
+        "import sys; sys.path[:0] = [sys.argv[1], sys.argv[1] + '/vendor']\n"
+        "import msgpack, draggan_protocol, draggan_gimp.runner, draggan_gimp.watchdog\n"
+        "assert msgpack.unpackb(msgpack.packb({'a': b'x'})) == {'a': b'x'}\n"
+        "print(msgpack.__file__)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", code, str(folder)], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert str(folder / "vendor") in out.stdout
