@@ -9,7 +9,10 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("draggan_daemon.server.serve_cli", "run the daemon (bundled model by default)"),
     "edit": ("draggan_daemon.server.edit_cli", "drag points on a PNG through a daemon, for scripts"),
-    "convert": ("draggan_daemon.engine.loaders.convert", "convert an NVIDIA .pkl or rosinality .pt to the native format"),
+    "convert": (
+        "draggan_daemon.engine.loaders.convert",
+        "convert an NVIDIA .pkl or rosinality .pt to the native format",
+    ),
     "sample": ("draggan_daemon.training.sample", "render random samples or a grid from a model"),
     "train": ("draggan_daemon.training.train", "train the bundled model from the emoji data set"),
     "package": ("draggan_daemon.plugin_install", "build an installable plugin archive (krita)"),

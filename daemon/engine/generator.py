@@ -187,7 +187,9 @@ class MappingNetwork(nn.Module):
             setattr(self, f"fc{i}", layer)
         self.register_buffer("w_avg", torch.zeros([cfg.w_dim]))
 
-    def forward(self, z: torch.Tensor, truncation_psi: float = 1.0, truncation_cutoff: int | None = None) -> torch.Tensor:
+    def forward(
+        self, z: torch.Tensor, truncation_psi: float = 1.0, truncation_cutoff: int | None = None
+    ) -> torch.Tensor:
         x = z * (z.square().mean(dim=1, keepdim=True) + 1e-8).rsqrt()
         for i in range(self.num_layers):
             x = getattr(self, f"fc{i}")(x)
@@ -249,7 +251,9 @@ class SynthesisBlock(nn.Module):
         self.register_buffer("resample_filter", make_filter(cfg.resample_filter))
         self.num_conv = 1 if in_c == 0 else 2
 
-    def features(self, x: torch.Tensor | None, ws: torch.Tensor, noise_mode: NoiseMode, dtype: torch.dtype) -> torch.Tensor:
+    def features(
+        self, x: torch.Tensor | None, ws: torch.Tensor, noise_mode: NoiseMode, dtype: torch.dtype
+    ) -> torch.Tensor:
         """The block's feature map; `ws` holds this block's conv ws ([B, num_conv, w_dim])."""
         if self.in_c == 0:
             x = self.const.to(dtype).unsqueeze(0).repeat(ws.shape[0], 1, 1, 1)
