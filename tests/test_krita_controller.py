@@ -42,12 +42,12 @@ class MemoryStore:
 
 @pytest.fixture(autouse=True)
 def short_inversion(monkeypatch):
-    original = inversion.InversionConfig.preset.__func__
+    original = inversion.InversionConfig.from_preset.__func__
 
     def tiny(cls, name="fast", **kw):
         return original(cls, name, **{**kw, "w_steps": 4, "wplus_steps": 4, "pti_steps": 0, "w_avg_samples": 64})
 
-    monkeypatch.setattr(inversion.InversionConfig, "preset", classmethod(tiny))
+    monkeypatch.setattr(inversion.InversionConfig, "from_preset", classmethod(tiny))
 
 
 @pytest.fixture

@@ -285,4 +285,4 @@ def _inversion_config(inv: Any, preset: str, pti: bool | None, params: dict[str,
     overrides = {k: v for k, v in params.items() if v is not None}
     if pti is False:
         overrides["pti_steps"] = 0
-    return inv.InversionConfig.preset(preset, **overrides)
+    return inv.InversionConfig.from_preset(preset, **overrides)
