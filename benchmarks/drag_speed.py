@@ -1,0 +1,148 @@
+"""Time per drag step: our engine versus a loop that works as the official DragGAN code does.
+
+    .venv/bin/python benchmarks/drag_speed.py                # CPU, 256x256 config-f-shaped generator
+    .venv/bin/python benchmarks/drag_speed.py --res 512
+    .venv/bin/python benchmarks/drag_speed.py --device cuda --res 512 --fp16
+
+Random weights (speed does not depend on them). Each side runs in its own child process so that its peak
+memory is its own; both run in the same invocation, on the same machine state, one after the other. The
+reference loop (benchmarks/reference_drag.py) renders the full image every step, resizes the whole feature
+map and, like the official code with a freshly loaded network, back-propagates into the generator's weights
+as well. Ours stops at the supervised block, samples only the needed pixels and takes gradients for the
+latent alone. The last line is `speedup N.Nx (ours A s/step, reference B s/step)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def _build(res: int, channel_base: int, device: str, fp16: bool):
+    import torch
+    from draggan_daemon.engine.generator import Generator, GeneratorConfig
+
+    torch.manual_seed(0)
+    cfg = GeneratorConfig(
+        img_resolution=res, channel_base=channel_base, channel_max=512, num_fp16_res=4 if fp16 else 0, conv_clamp=256
+    )
+    G = Generator(cfg).eval().to(device)
+    if fp16:
+        G.set_precision("fp16")
+    ws = G.z_to_ws(0, 0.7, device=device)
+    return G, ws
+
+
+def _points(res: int) -> tuple[list, list]:
+    s = res / 256
+    handles = [(100 * s, 120 * s), (160 * s, 90 * s)]
+    targets = [(140 * s, 120 * s), (160 * s, 140 * s)]
+    return handles, targets
+
+
+def _child(side: str, args: argparse.Namespace) -> dict:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    device = args.device
+    G, ws = _build(args.res, args.channel_base, device, args.fp16)
+    handles, targets = _points(args.res)
+    r1, r2 = max(round(3 / 512 * args.res), 2), max(round(12 / 512 * args.res), 3)
+    if side == "ours":
+        from draggan_daemon.engine.drag import DragConfig, DragOptimizer
+
+        cfg = DragConfig(lr=2e-3, r1=r1, r2=r2, tracking="nearest", jump_guard=False, stop_distance=0.5)
+        opt = DragOptimizer(G, ws, cfg)
+        opt.set_points(handles, targets)
+
+        def step():
+            opt.step()
+    else:
+        sys.path.insert(0, str(HERE))
+        from reference_drag import ReferenceDrag
+
+        ref = ReferenceDrag(G, ws, lr=2e-3, r1=r1, r2=r2, stop_distance=0.5)
+        ref.set_points(handles, targets)
+
+        def step():
+            ref.step()
+
+    def sync():
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for i in range(args.warmup + args.steps):
+        sync()
+        t0 = time.perf_counter()
+        step()
+        sync()
+        if i >= args.warmup:
+            times.append(time.perf_counter() - t0)
+    out = {
+        "side": side,
+        "median_s": statistics.median(times),
+        "times": times,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    if device == "cuda":
+        out["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        out["gpu"] = torch.cuda.get_device_name()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="DragGAN step time: ours vs the official-style loop")
+    ap.add_argument("--res", type=int, default=256)
+    ap.add_argument("--channel-base", type=int, default=32768, help="config-f: 32768 (16384 is the smaller variant)")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--fp16", action="store_true", help="fp16 for the 4 highest-resolution blocks (CUDA only)")
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads for both sides (1: steady on shared CPUs)"
+    )
+    ap.add_argument("--child", choices=["ours", "reference"], help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        print(json.dumps(_child(args.child, args)))
+        return 0
+    if args.fp16 and args.device != "cuda":
+        print("note: --fp16 only applies on CUDA; running fp32")
+        args.fp16 = False
+    print(
+        f"generator: {args.res}x{args.res}, channel_base {args.channel_base}, channel_max 512, device {args.device}"
+        f"{', fp16' if args.fp16 else ''}; {args.steps} timed steps after {args.warmup} warm-up; "
+        f"{args.threads} CPU threads"
+    )
+    results = {}
+    base = [sys.executable, str(Path(__file__).resolve())] + (argv if argv is not None else sys.argv[1:])
+    for side in ("reference", "ours"):
+        proc = subprocess.run(base + ["--child", side], capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            print(proc.stdout + proc.stderr)
+            return proc.returncode
+        results[side] = json.loads(proc.stdout.strip().splitlines()[-1])
+        r = results[side]
+        mem = f"peak RSS {r['peak_rss_mb']:.0f} MB"
+        if "peak_cuda_mb" in r:
+            mem += f", peak CUDA {r['peak_cuda_mb']:.0f} MB on {r['gpu']}"
+        steps = ", ".join(f"{t:.3f}" for t in r["times"])
+        print(f"{side:9s}: median {r['median_s']:.3f} s/step (steps: {steps}); {mem}")
+    ours, ref = results["ours"]["median_s"], results["reference"]["median_s"]
+    print(f"speedup {ref / ours:.1f}x (ours {ours:.3f} s/step, reference {ref:.3f} s/step)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,343 @@
+"""The DragGAN optimiser: move handle points of a generated image to their targets by optimising the latent.
+
+Each step does what the official code does (XingangPan/DragGAN `viz/renderer.py`): synthesise features of the
+supervised block for the current latent, track the handles on those features, then one Adam step on the
+motion-supervision loss (plus the mask term). The answers are the same; the work is not:
+
+* the synthesis stops after the supervised block (b128, or the nearest one) unless a preview is asked for,
+  so the later, larger blocks and the ToRGB layers run only for previews;
+* the feature map is never resized to image size: the few pixels that tracking and the losses read are
+  sampled from the small map with the same arithmetic as the official resize (see `feature_sampling`),
+  all in one batched call per use;
+* the features come from `local_synthesis`: modulation on activations rather than on weights (no
+  weight-sized tensors built or differentiated), gradients for the latent only, and, when no mask needs the
+  whole map, the largest blocks computed only in crops around the handles.
+
+Measured with benchmarks/drag_speed.py (CPU, one thread, config-f-shaped random generator): 6.6x faster per
+step at 256 px and 12.5x at 512 px than a loop that does what the official code does.
+
+Beyond the official code: sub-pixel tracking, a guard against handles jumping to look-alikes (`tracking`),
+and resumable state: `set_points` may be called again to add, move or retarget points and continue from the
+current latent with Adam's moments kept.
+
+Coordinates are (x, y) floats in model-resolution pixels, pixel centres at integers (the official code's
+convention).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import torch
+
+from .errors import EngineInputError
+from .feature_sampling import sample_pixels, sample_points
+from .generator import Generator, NoiseMode
+from .local_synthesis import FeatureSynthesis
+from .motion import DiskGrid, MaskRegion, mask_is_active, mask_loss, motion_loss
+from .tracking import TrackingOptions, track_points
+
+Point = tuple[float, float]
+
+
+@dataclass
+class DragConfig:
+    """Drag settings. None means "scaled from the official 512-pixel defaults" (see `resolve`)."""
+
+    max_steps: int = 300
+    lr: float = 2e-3
+    latent_space: Literal["w+", "w"] = "w+"
+    optimised_layers: int = 6
+    r1: float | None = None  # motion-supervision disk radius, pixels (official: round(3/512 H))
+    r2: int | None = None  # tracking window half-size, pixels (official: round(12/512 H))
+    mask_weight: float = 20.0
+    stop_distance: float | None = None
+    seed: int = 0
+    feature_res: int | None = None  # supervised block; None = G.feature_resolution()
+    tracking: Literal["subpixel", "nearest"] = "subpixel"  # "nearest" = the official integer tracking
+    jump_guard: bool = True
+    jump_limit: float | None = None  # pixels; None = max(r1, 2)
+    jump_margin: float = 0.25
+    disk_grid: DiskGrid = "official"
+    noise_mode: NoiseMode = "const"
+    local_features: bool = True  # compute the supervised map only around the handles when nothing else needs it
+
+    def resolve(self, image_size: int) -> ResolvedConfig:
+        """Pixel values for a model of `image_size` pixels.
+
+        Radii: the official scaling rounded, with floors (r1 >= 2, r2 >= 3) so that models of 64-128 pixels
+        still have a disk and a window (the official rounding gives r1 = 0 at 64 pixels: no supervision).
+        Stop distance: official max(2/512 H, 2) with integer tracking; with sub-pixel tracking max(2/512 H, 1),
+        since a 2-pixel tolerance is a large error on a 64-pixel image and sub-pixel handles can settle closer.
+        """
+        r1 = float(self.r1) if self.r1 is not None else float(max(round(3 / 512 * image_size), 2))
+        r2 = int(self.r2) if self.r2 is not None else max(round(12 / 512 * image_size), 3)
+        if self.stop_distance is not None:
+            stop = float(self.stop_distance)
+        elif self.tracking == "nearest":
+            stop = max(2 / 512 * image_size, 2.0)
+        else:
+            stop = max(2 / 512 * image_size, 1.0)
+        jump = float(self.jump_limit) if self.jump_limit is not None else max(r1, 2.0)
+        return ResolvedConfig(r1=r1, r2=r2, stop_distance=stop, min_motion=min(1.0, stop), jump_limit=jump)
+
+
+@dataclass(frozen=True)
+class ResolvedConfig:
+    r1: float
+    r2: int
+    stop_distance: float
+    min_motion: float  # handles closer than this to their target get no motion term (official: 1 px)
+    jump_limit: float
+
+
+@dataclass
+class StepReport:
+    step: int
+    handles: list[Point]
+    targets: list[Point]
+    loss: float
+    done: bool
+    image: torch.Tensor | None = None  # [1, 3, H, W] in [-1, 1], only when a preview was asked for
+    guarded: list[bool] = field(default_factory=list)  # per handle: the jump guard held it this step
+
+
+class DragOptimizer:
+    """One drag session on one generator, resumable through `set_points`."""
+
+    def __init__(self, G: Generator, ws: torch.Tensor, config: DragConfig | None = None):
+        self.G = G
+        self.config = config or DragConfig()
+        if self.config.latent_space not in ("w+", "w"):
+            raise EngineInputError(f"latent space must be 'w+' or 'w', not {self.config.latent_space!r}")
+        self.device = next(G.parameters()).device
+        self.image_size = G.img_resolution
+        self.feature_res = self.config.feature_res or G.feature_resolution()
+        self.resolved = self.config.resolve(self.image_size)
+        self._synth = FeatureSynthesis(G, self.feature_res)
+        if ws.ndim != 3 or ws.shape[1] != G.num_ws or ws.shape[2] != G.w_dim:
+            raise EngineInputError(f"the latent has shape {tuple(ws.shape)}, expected [1, {G.num_ws}, {G.w_dim}]")
+        self._ws0 = ws.detach().to(self.device, torch.float32).clone()
+        self._k = max(1, min(int(self.config.optimised_layers), G.num_ws))
+        start = self._ws0[:, : self._k] if self.config.latent_space == "w+" else self._ws0[:, 0]
+        self._w = start.clone().requires_grad_(True)
+        self._opt = torch.optim.Adam([self._w], lr=self.config.lr)
+        self._tracking = TrackingOptions(
+            radius=self.resolved.r2,
+            subpixel=self.config.tracking == "subpixel",
+            guard=self.config.jump_guard,
+            jump_limit=self.resolved.jump_limit,
+            jump_margin=self.config.jump_margin,
+        )
+        self.handles: list[Point] = []
+        self.targets: list[Point] = []
+        self._templates: torch.Tensor | None = None
+        self._feat0: torch.Tensor | None = None  # supervised features of the starting latent (mask reference)
+        self._mask_region: MaskRegion | None = None
+        self._fresh = False  # the latent has not moved since the templates were read
+        self.steps_taken = 0
+
+    # ------------------------------------------------------------------------------------------------------
+    # State.
+
+    def _compose(self) -> torch.Tensor:
+        head = self._w if self.config.latent_space == "w+" else self._w[:, None].expand(-1, self._k, -1)
+        return torch.cat([head, self._ws0[:, self._k :]], dim=1)
+
+    @property
+    def ws(self) -> torch.Tensor:
+        """The current latent [1, num_ws, w_dim] (detached)."""
+        return self._compose().detach().clone()
+
+    def _synthesise(
+        self, ws: torch.Tensor, render: bool, regions: list[tuple[int, int, int, int]] | None = None
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(image or None, supervised features). Without an image, the lean path of `local_synthesis`."""
+        if self.config.noise_mode == "random":
+            # Fresh noise each step, drawn from `seed` and the step number, so a run repeats exactly.
+            devices = [self.device] if self.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(self.config.seed * 100003 + self.steps_taken)
+                return self.G.synthesis.run(ws, feature_res=self.feature_res, render_image=render, noise_mode="random")
+        if render:
+            return self.G.synthesis.run(
+                ws, feature_res=self.feature_res, render_image=True, noise_mode=self.config.noise_mode
+            )
+        return None, self._synth(ws, regions, self.config.noise_mode)
+
+    def render(self) -> torch.Tensor:
+        """The full image [1, 3, H, W] of the current latent."""
+        with torch.no_grad():
+            return self.G.synthesis.run(self.ws, render_image=True, noise_mode=self.config.noise_mode)[0]
+
+    def _check_points(self, points: Sequence[Sequence[float]], what: str) -> list[Point]:
+        out = []
+        top = self.image_size - 1
+        for p in points:
+            if len(p) != 2:
+                raise EngineInputError(f"each {what} point needs an x and a y, got {p!r}")
+            x, y = float(p[0]), float(p[1])
+            if not (math.isfinite(x) and math.isfinite(y)):
+                raise EngineInputError(f"a {what} point is not a number: {p!r}")
+            if not (0 <= x <= top and 0 <= y <= top):
+                raise EngineInputError(
+                    f"the {what} point ({x:g}, {y:g}) lies outside the {self.image_size}x{self.image_size} image"
+                )
+            out.append((x, y))
+        return out
+
+    def set_points(
+        self,
+        handles: Sequence[Sequence[float]],
+        targets: Sequence[Sequence[float]],
+        mask: torch.Tensor | None = None,
+    ) -> None:
+        """Set (or change, to resume) the point pairs and the mask; the latent and Adam's moments are kept.
+
+        A handle that coincides (within half a pixel) with one already tracked keeps that handle's template,
+        the feature it was first placed on; a new handle takes its template from the current image.
+        The mask (1 = keep fixed) is compared with the features of the starting latent, so resuming never
+        lets the kept region drift from the original.
+        """
+        new_handles = self._check_points(handles, "handle")
+        new_targets = self._check_points(targets, "target")
+        if not new_handles:
+            raise EngineInputError("place at least one handle point")
+        if len(new_handles) != len(new_targets):
+            raise EngineInputError(f"{len(new_handles)} handle points but {len(new_targets)} targets")
+        if mask is not None:
+            mask = torch.as_tensor(mask, dtype=torch.float32)
+            if tuple(mask.shape) != (self.image_size, self.image_size):
+                raise EngineInputError(
+                    f"the mask is {tuple(mask.shape)}, expected ({self.image_size}, {self.image_size})"
+                )
+        with torch.no_grad():
+            _, feat = self._synthesise(self._compose(), render=False)
+            if self._feat0 is None:
+                self._feat0 = feat if self.steps_taken == 0 else self._synthesise(self._ws0, render=False)[1]
+            templates = self._read_templates(feat, new_handles)
+            kept = 0
+            if self._templates is not None:
+                for i, h in enumerate(new_handles):
+                    for j, old in enumerate(self.handles):
+                        if abs(h[0] - old[0]) <= 0.5 and abs(h[1] - old[1]) <= 0.5:
+                            templates[i] = self._templates[j]
+                            kept += 1
+                            break
+        self.handles, self.targets, self._templates = new_handles, new_targets, templates
+        self._mask_region = MaskRegion.from_mask(mask, self._feat0) if mask_is_active(mask) else None
+        # Every template was just read at its handle from the current latent: tracking there would return
+        # the handles themselves (sub-pixel fitting could only add noise), so the next step skips it.
+        self._fresh = kept == 0
+
+    def _read_templates(self, feat: torch.Tensor, handles: list[Point]) -> torch.Tensor:
+        pts = torch.tensor(handles, dtype=torch.float32, device=self.device)
+        if self.config.tracking == "nearest":
+            # Official: F0 at the rounded handle pixel.
+            return sample_pixels(feat, torch.floor(pts + 0.5), self.image_size).clone()
+        return sample_points(feat, pts, self.image_size).clone()
+
+    # ------------------------------------------------------------------------------------------------------
+    # Steps.
+
+    def _regions(self) -> list[tuple[int, int, int, int]]:
+        """Feature-map boxes (x0, y0, x1, y1) holding everything this step reads around each handle: the
+        tracking window, the motion disk anywhere in it, one pixel ahead, bilinear neighbours, one spare."""
+        f, size = self.feature_res, self.image_size
+        reach = self.resolved.r2 + math.ceil(self.resolved.r1) + 4
+        boxes = []
+        for x, y in self.handles:
+            box = []
+            for c in (x, y):
+                lo = max(math.floor(c + 0.5) - reach, 0)
+                hi = min(math.floor(c + 0.5) + reach, size - 1)
+                u_lo = max((lo + 0.5) * f / size - 0.5, 0.0)
+                u_hi = (hi + 0.5) * f / size - 0.5
+                box.append((max(math.floor(u_lo) - 1, 0), min(math.floor(u_hi) + 3, f)))
+            boxes.append((box[0][0], box[1][0], box[0][1], box[1][1]))
+        return boxes
+
+    def step(self, render_preview: bool = False) -> StepReport:
+        """Forward to the supervised block, track, and one Adam step unless every handle has arrived."""
+        if self._templates is None:
+            raise EngineInputError("set the handle and target points before dragging")
+        ws = self._compose()
+        local = self.config.local_features and self._mask_region is None
+        image, feat = self._synthesise(ws, render=render_preview, regions=self._regions() if local else None)
+        guarded = [False] * len(self.handles)
+        if not (self._fresh and self.config.tracking == "subpixel"):
+            # The official code tracks on every step, the first included (where it finds the handle itself).
+            tracks = track_points(feat.detach(), self._templates, self.handles, self.image_size, self._tracking)
+            self.handles = [t.position for t in tracks]
+            guarded = [t.guarded for t in tracks]
+        self._fresh = False
+        handles = torch.tensor(self.handles, dtype=torch.float32)
+        targets = torch.tensor(self.targets, dtype=torch.float32)
+        remaining = torch.linalg.norm(targets - handles, dim=1)
+        done = bool((remaining <= self.resolved.stop_distance).all())
+        terms = motion_loss(
+            feat,
+            handles,
+            targets,
+            self.resolved.r1,
+            self.image_size,
+            grid=self.config.disk_grid,
+            min_distance=self.resolved.min_motion,
+        )
+        loss = terms.loss
+        if self._mask_region is not None:
+            loss = loss + self.config.mask_weight * mask_loss(feat, self._mask_region)
+        if not done:
+            self._opt.zero_grad(set_to_none=True)
+            loss.backward(inputs=[self._w])  # gradients for the latent only, never the generator's weights
+            self._opt.step()
+        self.steps_taken += 1
+        return StepReport(
+            step=self.steps_taken,
+            handles=list(self.handles),
+            targets=list(self.targets),
+            loss=float(loss.detach()),
+            done=done,
+            image=None if image is None else image.detach(),
+            guarded=guarded,
+        )
+
+    def run(
+        self,
+        on_step: Callable[[StepReport], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        preview_every: int = 0,
+        preview_seconds: float | None = None,
+        max_steps: int | None = None,
+    ) -> StepReport:
+        """Step until every handle arrives, the step cap is reached, or `should_stop()` says so (checked
+        before each step). A preview image rides on every `preview_every`-th report and/or on the first
+        report after `preview_seconds`; when previews are on, the last report carries the final image."""
+        cap = self.config.max_steps if max_steps is None else int(max_steps)
+        last_preview = time.monotonic()
+        report: StepReport | None = None
+        for i in range(cap):
+            if should_stop is not None and should_stop():
+                break
+            now = time.monotonic()
+            want = (preview_every > 0 and (i + 1) % preview_every == 0) or (
+                preview_seconds is not None and now - last_preview >= preview_seconds
+            )
+            report = self.step(render_preview=want)
+            if want:
+                last_preview = now
+            if on_step is not None:
+                on_step(report)
+            if report.done:
+                break
+        if report is None:
+            report = StepReport(
+                step=self.steps_taken, handles=list(self.handles), targets=list(self.targets), loss=math.nan, done=False
+            )
+        if (preview_every > 0 or preview_seconds is not None) and report.image is None:
+            report = replace(report, image=self.render())  # a copy: the callback's last report stays as it was
+        return report
