@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -24,6 +25,52 @@ DRAGGAN = [sys.executable, "-m", "draggan_daemon.cli"]
 KRITA_SKIP = "needs Krita: apt-get install -y krita xvfb xauth"
 have_kritarunner = shutil.which("kritarunner") is not None
 have_krita_gui = shutil.which("krita") is not None and shutil.which("xvfb-run") is not None
+
+
+def app_env(profile: Path, **extra: str) -> dict[str, str]:
+    """The environment for a real Krita: this process's, without what other test modules set for themselves
+    (the fake-Krita tests set DRAGGAN_KRITA_NO_REGISTER=1 when they are collected, which would stop the real
+    plugin from registering), with every folder Krita writes to inside `profile` (config, data, cache, runtime and
+    TMPDIR, where Krita keeps its swap files and its single-instance socket)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DRAGGAN_", "QT_QPA_"))}
+    for var, sub in (
+        ("XDG_CONFIG_HOME", "config"),
+        ("XDG_DATA_HOME", "data"),
+        ("XDG_CACHE_HOME", "cache"),
+        ("XDG_RUNTIME_DIR", "run"),
+        ("TMPDIR", "tmp"),
+    ):
+        (profile / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+        env[var] = str(profile / sub)
+    # Krita is a single-instance application by default: a `krita` started while another one runs (a person's
+    # Krita, or one left over by an earlier run) hands its arguments to that one and exits at once.
+    (profile / "config" / "kritadisplayrc").write_text("[General]\nEnableSingleApplication=false\n")
+    env.update(extra)
+    return env
+
+
+def run_app(cmd: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+    """Run a real application in its own process group and leave nothing of it behind. xvfb-run is a shell script:
+    a plain timeout would kill only the script and leave Krita and Xvfb running."""
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            out, err = proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+        out += f"\n[{cmd[0]} was still running after {timeout} s and was stopped]\n"
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever the application left running in its group
+        except ProcessLookupError:
+            pass
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def build_zip(out: Path) -> Path:
@@ -159,22 +206,14 @@ def test_kritarunner_layers_selection_points_and_daemon(plugin_zip, serve, tmp_p
     with zipfile.ZipFile(plugin_zip) as zf:
         zf.extractall(tmp_path / "pykrita")
     out = tmp_path / "runner.json"
-    env = {
-        **os.environ,
-        "QT_QPA_PLATFORM": "offscreen",
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "krita_app"), str(tmp_path / "pykrita")]),
-        "XDG_CONFIG_HOME": str(tmp_path / "config"),
-        "XDG_DATA_HOME": str(tmp_path / "data"),
-        "XDG_RUNTIME_DIR": str(tmp_path / "run"),
-    }
-    (tmp_path / "run").mkdir(mode=0o700)
+    env = app_env(
+        tmp_path / "profile",
+        QT_QPA_PLATFORM="offscreen",
+        PYTHONPATH=os.pathsep.join([str(ROOT / "tests" / "krita_app"), str(tmp_path / "pykrita")]),
+    )
     t0 = time.monotonic()
-    r = subprocess.run(
-        ["kritarunner", "-s", "draggan_runner_check", "-f", "run", str(out), str(serve), str(tmp_path)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=240,
+    r = run_app(
+        ["kritarunner", "-s", "draggan_runner_check", "-f", "run", str(out), str(serve), str(tmp_path)], env, 240
     )
     print(f"kritarunner took {time.monotonic() - t0:.1f} s")
     assert out.is_file(), r.stdout[-3000:] + r.stderr[-3000:]
@@ -216,14 +255,7 @@ def test_krita_gui_selftest_drag_through_the_docker(plugin_zip, serve, tmp_path)
 
     # A clean profile with the plugin installed from its zip by the project's installer.
     prof = tmp_path / "profile"
-    env = {
-        **os.environ,
-        "XDG_CONFIG_HOME": str(prof / "config"),
-        "XDG_DATA_HOME": str(prof / "data"),
-        "XDG_CACHE_HOME": str(prof / "cache"),
-        "XDG_RUNTIME_DIR": str(prof / "run"),
-    }
-    (prof / "run").mkdir(parents=True, mode=0o700)
+    env = app_env(prof)
     r = subprocess.run(
         [*DRAGGAN, "install", "krita", "--zip", str(plugin_zip)], env=env, capture_output=True, text=True
     )
@@ -244,15 +276,8 @@ def test_krita_gui_selftest_drag_through_the_docker(plugin_zip, serve, tmp_path)
         DRAGGAN_KRITA_SELFTEST_OUT=str(ARTIFACTS),
         DRAGGAN_KRITA_SELFTEST_TIMEOUT="200",
     )
-    env.pop("QT_QPA_PLATFORM", None)
     t0 = time.monotonic()
-    r = subprocess.run(
-        ["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", "krita", "--nosplash"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=280,
-    )
+    r = run_app(["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", "krita", "--nosplash"], env, 280)
     (ARTIFACTS / "krita.log").write_text(r.stdout + r.stderr)
     print(f"Krita under Xvfb took {time.monotonic() - t0:.1f} s")
     assert result.is_file(), (r.stdout + r.stderr)[-4000:]

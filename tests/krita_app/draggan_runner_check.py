@@ -109,8 +109,12 @@ def _run(result_path, connection_file, work):
     # 2. Pixels are BGRA: the adapter's bytes, and an exported PNG read back in the test, agree on RGBA.
     cap = kdoc.capture(src)
     check("capture_is_bgra", cap.pixels == bytes(bgra) and cap.rect == (0, 0, W, H))
+    # Krita's exporter only tries once to lock the image: right after openDocument the image is usually still
+    # busy (its projection is recomputed in the background), and exportImage then fails without waiting.
+    # waitForDone() is what the scripting API asks for before saving or exporting.
+    doc.waitForDone()
     png = os.path.join(work, "layer.png")
-    check("export_png", doc.exportImage(png, InfoObject()))
+    check("export_png", doc.exportImage(png, InfoObject()) and os.path.isfile(png) and os.path.getsize(png) > 0)
     RESULT["png"] = png
     RESULT["rgba_sample"] = list(rgba[(10 * W + 7) * 4 : (10 * W + 7) * 4 + 4])
 
