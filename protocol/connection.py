@@ -95,15 +95,29 @@ def read_connection_file(path: str | Path | None = None) -> ConnectionInfo:
     return ConnectionInfo.from_dict(data)
 
 
+def make_private_dirs(folder: Path) -> None:
+    """Create the missing folders of `folder` readable by the owner only (0700).
+
+    Folders that already exist are left exactly as they are: a connection file may be put in a shared folder
+    such as /tmp, whose mode must never change; the file's own 0600 mode protects the secret there.
+    """
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        if sys.platform != "win32":
+            os.chmod(d, 0o700)  # mkdir's mode is masked by the umask
+
+
 def write_connection_file(info: ConnectionInfo, path: str | Path | None = None) -> Path:
     """Atomically write `info` readable by the owner only (0600; folder 0700)."""
     p = Path(path) if path else default_connection_file()
-    p.parent.mkdir(parents=True, exist_ok=True)
-    if sys.platform != "win32":
-        try:
-            os.chmod(p.parent, 0o700)
-        except OSError:
-            pass  # a shared folder we do not own (e.g. /tmp): the file's own mode still protects it
+    make_private_dirs(p.parent)
     fd, tmp = tempfile.mkstemp(prefix=".daemon-", suffix=".json", dir=p.parent)
     try:
         if sys.platform != "win32":

@@ -198,3 +198,18 @@ def test_protocol_package_does_not_import_numpy_or_torch():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_connection_file_never_changes_the_mode_of_an_existing_folder(tmp_path):
+    from draggan_protocol.connection import ConnectionInfo, write_connection_file
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)  # like /tmp
+    p = write_connection_file(ConnectionInfo("tcp://127.0.0.1:1", "k" * 64), shared / "daemon.json")
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
+    assert stat.S_IMODE(p.stat().st_mode) == 0o600
+    fresh = write_connection_file(ConnectionInfo("tcp://127.0.0.1:1", "k" * 64), tmp_path / "a" / "b" / "d.json")
+    assert stat.S_IMODE((tmp_path / "a").stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "a" / "b").stat().st_mode) == 0o700
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o600

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from draggan_protocol.connection import make_private_dirs
+
 
 def default_curve_dir() -> Path:
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
@@ -28,8 +30,7 @@ def load_or_create_pair(folder: Path, name: str) -> tuple[bytes, bytes]:
     """(public, secret) Z85 keys named `name` in `folder`, generated on first use."""
     import zmq
 
-    folder.mkdir(parents=True, exist_ok=True)
-    os.chmod(folder, 0o700)
+    make_private_dirs(folder)
     pub_p, sec_p = folder / f"{name}.key", folder / f"{name}.key_secret"
     if pub_p.is_file() and sec_p.is_file():
         return pub_p.read_bytes().strip(), sec_p.read_bytes().strip()
