@@ -11,14 +11,7 @@ from draggan_daemon.engine.feature_sampling import resized_map, sample_pixels, s
 from draggan_daemon.engine.motion import MaskRegion, disk_pixels, mask_is_active, mask_loss, motion_loss
 from draggan_daemon.engine.tracking import TrackingOptions, parabola_vertex, quadratic_vertex, track_points
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: threads only add contention on a shared CI machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _all_pixels(size: int) -> torch.Tensor:

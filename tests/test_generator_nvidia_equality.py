@@ -18,12 +18,7 @@ from oracle.nvidia import easydict
 TOL = 1e-4
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 CONFIGS = {

@@ -23,12 +23,7 @@ CFG = GeneratorConfig(
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def random_generator(seed: int = 0, cfg: GeneratorConfig = CFG) -> Generator:

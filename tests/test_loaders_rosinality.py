@@ -19,12 +19,7 @@ from oracle.nvidia import rosinality_model
 TOL = 1e-4
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def nvidia(seed: int, res: int, base: int, cmax: int, layers: int = 2, dim: int = 32, clamp=None):

@@ -13,13 +13,7 @@ from draggan_daemon.engine.loaders import CheckpointError, load_generator
 from oracle.builders import make_nvidia_generator, official_pickle
 from oracle.nvidia import nvidia_networks
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class RunsShell:
