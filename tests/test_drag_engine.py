@@ -246,3 +246,11 @@ def test_feature_synthesis_half_precision_blocks(dtype: torch.dtype) -> None:
     tol = (0.01 if dtype == torch.float16 else 0.08) * float(full.abs().max())
     assert (ours - full).abs().max() < tol
     assert (local[..., 10:26, 10:26] - full[..., 10:26, 10:26]).abs().max() < tol
+
+
+def test_default_learning_rate_scales_for_small_models() -> None:
+    """The paper's 2e-3 from 256 px up; smaller models get proportionally more (8e-3 at 64 px)."""
+    assert DragConfig().resolve(1024).lr == DragConfig().resolve(256).lr == pytest.approx(2e-3)
+    assert DragConfig().resolve(128).lr == pytest.approx(4e-3)
+    assert DragConfig().resolve(64).lr == pytest.approx(8e-3)
+    assert DragConfig(lr=1e-3).resolve(64).lr == pytest.approx(1e-3)

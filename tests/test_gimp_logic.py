@@ -104,9 +104,10 @@ def test_paste_and_crop_round_trip_with_clipping() -> None:
 # ---------------------------------------------------------------- parameters
 def test_settings_defaults_and_clamping() -> None:
     s = params.RunSettings.from_values({})
-    assert (s.steps, s.learning_rate, s.mask_strength, s.invert_first, s.model) == (200, 0.002, 20.0, True, "")
+    assert (s.steps, s.learning_rate, s.mask_strength, s.invert_first, s.model) == (200, 0.0, 20.0, True, "")
+    assert "lr" not in s.drag_parameters()  # automatic: the daemon picks it
     s = params.RunSettings.from_values({"steps": 10**9, "learning-rate": -1, "mask-strength": 5, "model": None})
-    assert s.steps == 5000 and s.learning_rate == 0.00001 and s.mask_strength == 5.0 and s.model == ""
+    assert s.steps == 5000 and s.learning_rate == 0.0 and s.mask_strength == 5.0 and s.model == ""
     assert params.RunSettings.from_values({"steps": 7.6}).steps == 8
 
 
@@ -115,7 +116,8 @@ def test_parameters_match_the_protocol_and_the_pdb_rules() -> None:
 
     allowed = SCHEMAS["drag"]["params"].schema
     s = params.RunSettings.from_values({"steps": 33, "learning-rate": 0.01, "mask-strength": 3})
-    sent = {"steps": s.steps, "lr": s.learning_rate, "mask_weight": s.mask_strength}
+    sent = s.drag_parameters()
+    assert sent == {"steps": 33, "lr": 0.01, "mask_weight": 3.0}
     assert set(sent) <= set(allowed)
     validated = validate_request("drag", {"session_id": "x", "points": [[1, 2, 3, 4]], "params": sent})
     assert validated["params"] == sent

@@ -277,6 +277,7 @@ def test_parameters_are_remembered(qtbot, tmp_path):
     store = MemoryStore()
     app, _doc = make_doc(bytes(R * R * 4))
     panel = make_panel(qtbot, app, tmp_path / "none.json", store)
+    assert panel.lr_spin.text() == "Auto" and "lr" not in panel.params.drag_params()  # the daemon's own choice
     panel.advanced_toggle.setChecked(True)
     panel.steps_spin.setValue(77)
     panel.lr_spin.setValue(0.004)

@@ -65,7 +65,9 @@ def flow_at(before: np.ndarray, after: np.ndarray, point: tuple[float, float], u
     return float(dx), float(dy)
 
 
-def check_seed(G, seed: int, distance: float, max_steps: int, psi: float = 0.7, feature_res: int | None = None) -> dict:
+def check_seed(
+    G, seed: int, distance: float, max_steps: int, psi: float = 0.7, feature_res: int | None = None, **drag: float
+) -> dict:
     from ..engine.drag import DragConfig, DragOptimizer
 
     ws = G.z_to_ws(seed, psi)
@@ -82,7 +84,7 @@ def check_seed(G, seed: int, distance: float, max_steps: int, psi: float = 0.7, 
         min(max(corner[1] + dy, 0.0), G.img_resolution - 1.0),
     )
     asked = math.dist(corner, target)
-    opt = DragOptimizer(G, ws, DragConfig(max_steps=max_steps, feature_res=feature_res))
+    opt = DragOptimizer(G, ws, DragConfig(max_steps=max_steps, feature_res=feature_res, **drag))
     opt.set_points([corner], [target])
     t0 = time.perf_counter()
     report = opt.run(max_steps=max_steps)
@@ -113,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--distance", type=float, default=10.0, help="pixels to drag")
     p.add_argument("--max-steps", type=int, default=60)
     p.add_argument("--feature-res", type=int, default=None, help="supervised block (default: the engine's choice)")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the engine's)")
+    p.add_argument("--r1", type=float, default=None, help="motion-supervision radius, pixels")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
     if args.threads:
@@ -127,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         seeds = [int(v) for v in args.seeds.split(",")]
     rows = []
     for seed in seeds:
-        row = check_seed(G, seed, args.distance, args.max_steps, feature_res=args.feature_res)
+        drag = {k: v for k, v in (("lr", args.lr), ("r1", args.r1)) if v is not None}
+        row = check_seed(G, seed, args.distance, args.max_steps, feature_res=args.feature_res, **drag)
         rows.append(row)
         print(json.dumps(row), flush=True)
     done = [r for r in rows if "skipped" not in r]

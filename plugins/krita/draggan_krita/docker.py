@@ -121,6 +121,8 @@ class DragPanel(QWidget):
         self.lr_spin.setDecimals(4)
         self.lr_spin.setSingleStep(0.0005)
         self.lr_spin.setRange(*settings_mod.Params.LIMITS["lr"])
+        self.lr_spin.setSpecialValueText("Auto")  # shown at 0: the daemon scales it to the model's size
+        self.lr_spin.setToolTip("How far the picture may change per step. Auto suits most models.")
         self.mask_spin = QDoubleSpinBox()
         self.mask_spin.setRange(*settings_mod.Params.LIMITS["mask_weight"])
         self.preview_spin = QSpinBox()

@@ -21,7 +21,7 @@ class Store(Protocol):
 @dataclass
 class Params:
     steps: int = 200
-    lr: float = 0.002
+    lr: float = 0.0  # 0: automatic, the daemon picks it by the model's resolution
     mask_weight: float = 20.0
     model: str = ""  # empty: the daemon's default model
     preview_every: int = 5
@@ -30,14 +30,17 @@ class Params:
 
     LIMITS = {
         "steps": (1, 5000),
-        "lr": (1e-5, 0.5),
+        "lr": (0.0, 0.5),
         "mask_weight": (0.0, 1000.0),
         "preview_every": (1, 100),
     }
 
     def drag_params(self) -> dict[str, Any]:
-        """The `params` of a drag request."""
-        return {"steps": self.steps, "lr": self.lr, "mask_weight": self.mask_weight}
+        """The `params` of a drag request; an automatic (0) learning rate is left to the daemon."""
+        sent: dict[str, Any] = {"steps": self.steps, "mask_weight": self.mask_weight}
+        if self.lr > 0:
+            sent["lr"] = self.lr
+        return sent
 
     def clamp(self) -> Params:
         for name, (lo, hi) in self.LIMITS.items():

@@ -25,7 +25,15 @@ class Param:
 
 PARAMS: tuple[Param, ...] = (
     Param("steps", "int", "_Steps", "Most optimisation steps for the drag", 200, 1, 5000),
-    Param("learning-rate", "double", "_Learning rate", "Adam step size on the latent", 0.002, 0.00001, 0.1),
+    Param(
+        "learning-rate",
+        "double",
+        "_Learning rate",
+        "Adam step size on the latent; 0 = automatic (the daemon picks it by the model's size)",
+        0.0,
+        0.0,
+        0.1,
+    ),
     Param(
         "mask-strength",
         "double",
@@ -79,7 +87,7 @@ class RunSettings:
     """Validated values of one run, with Python names."""
 
     steps: int = 200
-    learning_rate: float = 0.002
+    learning_rate: float = 0.0  # 0: automatic
     mask_strength: float = 20.0
     model: str = ""
     invert_first: bool = True
@@ -102,8 +110,14 @@ class RunSettings:
         return cls(**kwargs)
 
     def drag_parameters(self) -> dict[str, Any]:
-        """The daemon's drag parameters (names as in the protocol's drag request)."""
-        return {"max_steps": self.steps, "lr": self.learning_rate, "mask_weight": self.mask_strength}
+        """The daemon's drag parameters (names as in the protocol's drag request).
+
+        A learning rate of 0 is left out, so the daemon uses its own, scaled to the model's resolution.
+        """
+        sent: dict[str, Any] = {"steps": self.steps, "mask_weight": self.mask_strength}
+        if self.learning_rate > 0:
+            sent["lr"] = self.learning_rate
+        return sent
 
 
 def coerce(param: Param, value: Any) -> Any:

@@ -293,7 +293,7 @@ def run_drag(
         content, buffers = drag_request(
             session_id,
             drag_points(pairs),
-            params={"steps": settings.steps, "lr": settings.learning_rate, "mask_weight": settings.mask_strength},
+            params=settings.drag_parameters(),
             preview_every=5 if settings.preview_layer else 0,
         )
         phases: list[str] = []
