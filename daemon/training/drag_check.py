@@ -6,6 +6,8 @@ the original to the dragged image measures how far the content at the handle rea
 
     python -m draggan_daemon.training.drag_check --model daemon/models/bundled.safetensors --seeds 0-7
 
+    python -m draggan_daemon.training.drag_check --model ... --part eye --distance 8
+
 Prints one JSON line per seed and a summary line.
 """
 
@@ -49,6 +51,26 @@ def find_mouth_corner(gray: np.ndarray) -> tuple[float, float] | None:
     return float(xs[i] + x0), float(ys[i] + y0)
 
 
+def find_eyes(gray: np.ndarray) -> list[tuple[float, float]]:
+    """Centroids (x, y) of the two largest dark blobs in the upper middle of the face, left first; [] if not two.
+
+    Emoji eyes are compact dark blobs, so a blob's centroid is a landmark that can be found again after a drag,
+    independently of the drag's own tracker.
+    """
+    import cv2
+
+    h = gray.shape[0]
+    y0, y1 = int(h * 0.2), int(h * 0.6)
+    dark = (gray[y0:y1] < max(60, int(np.percentile(gray, 10)))).astype(np.uint8)
+    n, _, stats, centroids = cv2.connectedComponentsWithStats(dark, connectivity=8)
+    blobs = sorted(
+        ((int(stats[i, cv2.CC_STAT_AREA]), float(centroids[i][0]), float(centroids[i][1]) + y0) for i in range(1, n)),
+        reverse=True,
+    )
+    blobs = [b for b in blobs if b[0] >= 4][:2]
+    return sorted((x, y) for _, x, y in blobs) if len(blobs) == 2 else []
+
+
 def flow_at(before: np.ndarray, after: np.ndarray, point: tuple[float, float], upscale: int = 4) -> tuple[float, float]:
     """Displacement (dx, dy) of the content at `point`, by DIS optical flow on upscaled images (median in 3x3)."""
     import cv2
@@ -65,8 +87,22 @@ def flow_at(before: np.ndarray, after: np.ndarray, point: tuple[float, float], u
     return float(dx), float(dy)
 
 
+PARTS = {
+    # part: (how to find the handle, direction of the drag as a unit vector)
+    "mouth": "the mouth's left corner, pulled outwards and down (a frown)",
+    "eye": "the left eye's centre, raised",
+}
+
+
 def check_seed(
-    G, seed: int, distance: float, max_steps: int, psi: float = 0.7, feature_res: int | None = None, **drag: float
+    G,
+    seed: int,
+    distance: float,
+    max_steps: int,
+    psi: float = 0.7,
+    feature_res: int | None = None,
+    part: str = "mouth",
+    **drag: float,
 ) -> dict:
     from ..engine.drag import DragConfig, DragOptimizer
 
@@ -74,28 +110,33 @@ def check_seed(
     with torch.no_grad():
         before = G.synthesis.run(ws, noise_mode="const")[0]
     gray0 = to_gray(before)
-    corner = find_mouth_corner(gray0)
-    if corner is None:
-        return dict(seed=seed, skipped="no mouth found")
-    # Pull the corner outwards and down (a frown), as far as asked, staying inside the picture.
-    dx, dy = -distance * 0.6, distance * 0.8
+    if part == "eye":
+        eyes = find_eyes(gray0)
+        handle = eyes[0] if eyes else None
+        direction = (0.0, -1.0)
+    else:
+        handle = find_mouth_corner(gray0)
+        direction = (-0.6, 0.8)
+    if handle is None:
+        return dict(seed=seed, skipped=f"no {part} found")
     target = (
-        min(max(corner[0] + dx, 0.0), G.img_resolution - 1.0),
-        min(max(corner[1] + dy, 0.0), G.img_resolution - 1.0),
+        min(max(handle[0] + distance * direction[0], 0.0), G.img_resolution - 1.0),
+        min(max(handle[1] + distance * direction[1], 0.0), G.img_resolution - 1.0),
     )
-    asked = math.dist(corner, target)
+    asked = math.dist(handle, target)
     opt = DragOptimizer(G, ws, DragConfig(max_steps=max_steps, feature_res=feature_res, **drag))
-    opt.set_points([corner], [target])
+    opt.set_points([handle], [target])
     t0 = time.perf_counter()
     report = opt.run(max_steps=max_steps)
     seconds = time.perf_counter() - t0
-    after = opt.render()
-    fdx, fdy = flow_at(gray0, to_gray(after), corner)
-    moved_to = (corner[0] + fdx, corner[1] + fdy)
+    gray1 = to_gray(opt.render())
+    fdx, fdy = flow_at(gray0, gray1, handle)
+    moved_to = (handle[0] + fdx, handle[1] + fdy)
     tracked = report.handles[0]
-    return dict(
+    row = dict(
         seed=seed,
-        handle=[round(c, 2) for c in corner],
+        part=part,
+        handle=[round(c, 2) for c in handle],
         target=[round(c, 2) for c in target],
         asked_px=round(asked, 2),
         steps=report.step,
@@ -106,12 +147,35 @@ def check_seed(
         flow_error_px=round(math.dist(moved_to, target), 2),
         tracker_vs_flow_px=round(math.dist(moved_to, tracked), 2),
     )
+    if part == "eye":  # the blob found again: the eye nearest the target
+        eyes = find_eyes(gray1)
+        row["landmark_error_px"] = round(min(math.dist(e, target) for e in eyes), 2) if eyes else None
+    return row
+
+
+def summarize(rows: list[dict]) -> dict:
+    done = [r for r in rows if "skipped" not in r]
+    summary = dict(
+        trials=len(done),
+        arrived=sum(r["arrived"] for r in done),
+        median_steps=float(np.median([r["steps"] for r in done])) if done else None,
+        median_flow_moved_px=float(np.median([r["flow_moved_px"] for r in done])) if done else None,
+        median_flow_error_px=float(np.median([r["flow_error_px"] for r in done])) if done else None,
+        within_3px_by_flow=sum(r["flow_error_px"] <= 3 for r in done),
+        median_ms_per_step=float(np.median([r["ms_per_step"] for r in done])) if done else None,
+    )
+    if any("landmark_error_px" in r for r in done):
+        summary["within_3px_by_landmark"] = sum((r.get("landmark_error_px") or 99) <= 3 for r in done)
+    return summary
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m draggan_daemon.training.drag_check", description=__doc__.split("\n")[0])
     p.add_argument("--model", type=Path, required=True)
     p.add_argument("--seeds", default="0-7", help="e.g. 0-7 or 1,5,9")
+    p.add_argument(
+        "--part", choices=sorted(PARTS), default="mouth", help="; ".join(f"{k}: {v}" for k, v in PARTS.items())
+    )
     p.add_argument("--distance", type=float, default=10.0, help="pixels to drag")
     p.add_argument("--max-steps", type=int, default=60)
     p.add_argument("--feature-res", type=int, default=None, help="supervised block (default: the engine's choice)")
@@ -132,20 +196,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for seed in seeds:
         drag = {k: v for k, v in (("lr", args.lr), ("r1", args.r1)) if v is not None}
-        row = check_seed(G, seed, args.distance, args.max_steps, feature_res=args.feature_res, **drag)
+        row = check_seed(G, seed, args.distance, args.max_steps, feature_res=args.feature_res, part=args.part, **drag)
         rows.append(row)
         print(json.dumps(row), flush=True)
-    done = [r for r in rows if "skipped" not in r]
-    if done:
-        summary = dict(
-            trials=len(done),
-            arrived=sum(r["arrived"] for r in done),
-            median_flow_moved_px=float(np.median([r["flow_moved_px"] for r in done])),
-            median_flow_error_px=float(np.median([r["flow_error_px"] for r in done])),
-            within_3px_by_flow=sum(r["flow_error_px"] <= 3 for r in done),
-            median_ms_per_step=float(np.median([r["ms_per_step"] for r in done])),
-        )
-        print(json.dumps({"summary": summary}), flush=True)
+    print(json.dumps({"summary": summarize(rows)}), flush=True)
     return 0
 
 

@@ -1,0 +1,78 @@
+"""The bundled model's own drag proof: raise an eye 8 px, measured by optical flow, not by the drag's tracker.
+
+Issue-level goal: every handle within 3 px of its target. The CPU-trained bundled model does not reach it (its
+faces are blurry, so the tracker can "arrive" while the picture lags behind). Measured with the engine's defaults
+(lr 8e-3 at 64 px), `python -m draggan_daemon.training.drag_check --part eye --distance 8 --seeds 0-7`: all 8
+arrive by the tracker in 12-50 steps; DIS flow puts the eye 3.59, 10.27, 2.38, 2.85, 3.58, 2.83, 2.10, 2.92 px
+from the target (5 of 8 within 3 px, median 2.9). With the paper's lr 2e-3: 3 of 16 within 3 px. The bounds
+below guard that level (one seed of slack) until a GPU-trained model replaces it; then tighten them.
+A keep-mask over the lower face must hold those pixels (DragGAN's mask term, λ = 20).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("cv2")
+
+from draggan_daemon.engine.drag import DragConfig, DragOptimizer  # noqa: E402
+from draggan_daemon.engine.loaders import load_generator  # noqa: E402
+from draggan_daemon.training.drag_check import check_seed, find_eyes, flow_at, summarize, to_gray  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+BUNDLED = Path(__file__).resolve().parents[1] / "daemon" / "models" / "bundled.safetensors"
+SEEDS = range(8)
+MIN_WITHIN_3PX = 4  # measured 5 of 8
+MAX_MEDIAN_FLOW_ERROR_PX = 3.5  # measured 2.9
+KEEP_FROM_ROW = 44  # the keep-mask: rows from here down (mouth and chin); eyes sit at rows 16-32
+MAX_KEPT_CHANGE = 2.0  # mean |change|, 0-255 grey levels, under the keep-mask: measured 0.86 (4.68 without the mask)
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    G = load_generator(BUNDLED).generator
+    for p in G.parameters():
+        p.requires_grad_(False)
+    return G
+
+
+@pytest.mark.slow
+def test_raising_an_eye_by_optical_flow(bundled) -> None:
+    rows = [check_seed(bundled, seed, 8.0, 60, part="eye") for seed in SEEDS]
+    summary = summarize(rows)
+    print(summary)
+    assert summary["trials"] == len(SEEDS), rows
+    assert summary["arrived"] == len(SEEDS), f"some drags did not finish in 60 steps: {rows}"
+    assert summary["within_3px_by_flow"] >= MIN_WITHIN_3PX, rows
+    assert summary["median_flow_error_px"] <= MAX_MEDIAN_FLOW_ERROR_PX, rows
+
+
+@pytest.mark.slow
+def test_keep_mask_holds_the_lower_face(bundled) -> None:
+    G = bundled
+    ws = G.z_to_ws(2, 0.7)
+    with torch.no_grad():
+        gray0 = to_gray(G.synthesis.run(ws, noise_mode="const")[0])
+    eye = find_eyes(gray0)[0]
+    target = (eye[0], eye[1] - 8)
+    mask = torch.zeros(G.img_resolution, G.img_resolution)
+    mask[KEEP_FROM_ROW:] = 1
+    changes = {}
+    for name, m in (("masked", mask), ("free", None)):
+        opt = DragOptimizer(G, ws, DragConfig(max_steps=60))
+        opt.set_points([eye], [target], mask=m)
+        opt.run()
+        gray1 = to_gray(opt.render())
+        diff = np.abs(gray1.astype(float) - gray0.astype(float))
+        dx, dy = flow_at(gray0, gray1, eye)
+        changes[name] = (float(diff[KEEP_FROM_ROW:].mean()), math.dist((eye[0] + dx, eye[1] + dy), target))
+    print({k: (round(a, 2), round(b, 2)) for k, (a, b) in changes.items()})
+    kept, moved_error = changes["masked"]
+    assert kept <= MAX_KEPT_CHANGE
+    assert kept < changes["free"][0]  # the mask is what held it
+    assert moved_error <= 4.0  # and the eye still went up (measured 2.58 px from the target)
