@@ -27,24 +27,13 @@ BUNDLED = ROOT / "daemon" / "models" / "bundled.safetensors"
 
 
 def stand_in_generator(res: int = 64):
-    from draggan_daemon.engine.generator import Generator, GeneratorConfig
+    from draggan_daemon.engine.generator import GeneratorConfig
+    from draggan_daemon.engine.standin import random_generator
 
     cfg = GeneratorConfig(
         z_dim=128, w_dim=128, img_resolution=res, mapping_layers=4, channel_base=32 * res, channel_max=256
     )
-    torch.manual_seed(0)
-    G = Generator(cfg).eval().requires_grad_(False)
-    with torch.no_grad():
-        for m in G.synthesis.modules():
-            if hasattr(m, "noise_strength"):
-                m.noise_strength.fill_(0.05)
-        scale = 0.5 / G(torch.randn(16, cfg.z_dim), 0.7).std().item()
-        for m in G.synthesis.modules():
-            if type(m).__name__ == "ToRGBLayer":
-                m.weight.mul_(scale)
-                m.bias.mul_(scale)
-        G.mapping.w_avg.copy_(G.mapping(torch.randn(2000, cfg.z_dim))[:, 0].mean(0))
-    return G
+    return random_generator(cfg, seed=0, image_range=True, w_avg_samples=2000)
 
 
 def load_model(path: str | None, stand_in_res: int):

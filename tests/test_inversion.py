@@ -13,7 +13,7 @@ import copy
 import pytest
 import torch
 from draggan_daemon.engine.errors import EngineInputError
-from draggan_daemon.engine.generator import Generator, GeneratorConfig
+from draggan_daemon.engine.generator import GeneratorConfig
 from draggan_daemon.engine.inversion import InversionConfig, InversionProgress, invert
 from draggan_daemon.engine.losses import (
     FeatureMatchingLoss,
@@ -23,6 +23,7 @@ from draggan_daemon.engine.losses import (
     noise_regularization,
     psnr,
 )
+from draggan_daemon.engine.standin import random_generator
 
 QUICK = dict(w_steps=30, w_lr=0.1, wplus_steps=50, wplus_lr=0.05, pti_steps=30, w_avg_samples=500)
 
@@ -31,19 +32,7 @@ def structured_generator(res: int = 32, channel_base: int = 1024, channel_max: i
     cfg = GeneratorConfig(
         z_dim=dim, w_dim=dim, img_resolution=res, mapping_layers=4, channel_base=channel_base, channel_max=channel_max
     )
-    torch.manual_seed(0)
-    G = Generator(cfg).eval().requires_grad_(False)
-    with torch.no_grad():
-        for m in G.synthesis.modules():
-            if hasattr(m, "noise_strength"):
-                m.noise_strength.fill_(0.05)
-        scale = 0.5 / G(torch.randn(16, dim), 0.7).std().item()
-        for m in G.synthesis.modules():
-            if type(m).__name__ == "ToRGBLayer":
-                m.weight.mul_(scale)
-                m.bias.mul_(scale)
-        G.mapping.w_avg.copy_(G.mapping(torch.randn(1000, dim))[:, 0].mean(0))
-    return G
+    return random_generator(cfg, seed=0, image_range=True, w_avg_samples=1000)
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 from draggan_daemon.engine.generator import Generator, GeneratorConfig
+from draggan_daemon.engine.standin import random_generator
 
 from .logs import event
 
@@ -38,16 +39,7 @@ def builtin_test_generator(resolution: int = 64, seed: int = 0) -> Generator:
         channel_base=max(64 * resolution // 2, 256),
         channel_max=64,
     )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        G = Generator(cfg)
-        with torch.no_grad():
-            for name, p in G.named_parameters():
-                if name.endswith("noise_strength"):
-                    p.fill_(0.05)
-            z = torch.randn(256, cfg.z_dim)
-            G.mapping.w_avg.copy_(G.mapping(z)[:, 0].mean(0))
-    return G.eval().requires_grad_(False)
+    return random_generator(cfg, seed=seed, w_avg_samples=256)
 
 
 @dataclass
