@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -36,7 +37,8 @@ def test_edit_cli_drags_a_png_through_a_running_daemon(tmp_path, capsys):
         ])  # fmt: skip
     err = capsys.readouterr().err
     assert rc == 0, err
-    assert "done after 3 steps" in err and "drag" in err
+    done = re.search(r"done after (\d+) steps", err)  # 3 at most; fewer when the handles arrive early
+    assert done and 1 <= int(done.group(1)) <= 3 and "drag" in err, err
     out = np.asarray(Image.open(tmp_path / "out.png"))
     assert out.shape == (48, 64, 4) and (out[..., 3] == 255).all()
     keep = mask == 0
