@@ -23,5 +23,11 @@ export PYTHONPATH="$WORK:$REPO${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
   echo "== inversion of the new model on CUDA"
   model="$DEST/bundled.safetensors"; [ -f "$model" ] || model="$REPO/daemon/models/bundled.safetensors"
   timeout 90 python3 "$REPO/benchmarks/inversion.py" --device cuda --model "$model" --preset quality
+  echo "== drag check of the new model (needs opencv): eye raised 8 px, mouth corner 10 px; summary lines"
+  for part in eye mouth; do
+    dist=10; [ "$part" = eye ] && dist=8
+    timeout 90 python3 -m draggan_daemon.training.drag_check --model "$model" --part "$part" --distance "$dist" \
+      --seeds 0-15 | tail -1
+  done
 } 2>&1 | tee -a "$DEST/log.txt"
 rm -rf "$WORK"
