@@ -254,3 +254,8 @@ def test_default_learning_rate_scales_for_small_models() -> None:
     assert DragConfig().resolve(128).lr == pytest.approx(4e-3)
     assert DragConfig().resolve(64).lr == pytest.approx(8e-3)
     assert DragConfig(lr=1e-3).resolve(64).lr == pytest.approx(1e-3)
+
+
+def test_default_radii_keep_the_official_values_from_256_px_and_widen_below() -> None:
+    assert [DragConfig().resolve(h).r1 for h in (1024, 512, 256, 128, 64)] == [6, 3, 2, 4, 4]
+    assert DragConfig(r1=2.5).resolve(64).r1 == 2.5
