@@ -181,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--feature-res", type=int, default=None, help="supervised block (default: the engine's choice)")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the engine's)")
     p.add_argument("--r1", type=float, default=None, help="motion-supervision radius, pixels")
+    p.add_argument("--r2", type=int, default=None, help="tracking window half-size, pixels")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
     if args.threads:
@@ -195,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         seeds = [int(v) for v in args.seeds.split(",")]
     rows = []
     for seed in seeds:
-        drag = {k: v for k, v in (("lr", args.lr), ("r1", args.r1)) if v is not None}
+        drag = {k: v for k, v in (("lr", args.lr), ("r1", args.r1), ("r2", args.r2)) if v is not None}
         row = check_seed(G, seed, args.distance, args.max_steps, feature_res=args.feature_res, part=args.part, **drag)
         rows.append(row)
         print(json.dumps(row), flush=True)
