@@ -2,11 +2,11 @@
 
 Issue-level goal: every handle within 3 px of its target. The CPU-trained bundled model does not reach it (its
 faces are blurry, so the tracker can "arrive" while the picture lags behind). Measured with the engine's defaults
-at 64 px (lr 8e-3, r1 4), `python -m draggan_daemon.training.drag_check --part eye --distance 8 --seeds 0-7`:
-7 of 8 arrive by the tracker in 15-54 steps (seed 1, an eye near the top edge, does not in 60); DIS flow puts
-the eye 3.27, 6.03, 1.62, 1.84, 3.78, 2.71, 0.51, 2.17 px from the target (5 of 8 within 3 px, median 2.44).
-Over seeds 0-31: 20 of 32 within 3 px (17 with r1 = 2; with r1 = 2 and lr 2e-3, 3 of 16 seeds). The bounds below
-guard that level (one seed of slack) until a GPU-trained model replaces it; then tighten them.
+at 64 px (lr 8e-3, r1 4, 4 ws), `python -m draggan_daemon.training.drag_check --part eye --distance 8 --seeds 0-7`:
+7 of 8 arrive by the tracker in 20-49 steps (seed 1, an eye near the top edge, does not in 60); DIS flow puts
+the eye 1.33, 5.63, 0.43, 1.15, 1.31, 2.19, 2.77, 2.89 px from the target (7 of 8 within 3 px, median 1.76).
+Over seeds 0-31: 28 of 32 within 3 px (20 with 6 ws; 17 with 6 ws and r1 2; 3 of 16 with the paper's lr 2e-3).
+The bounds below guard that level (one seed of slack) until a GPU-trained model replaces it; then tighten them.
 A keep-mask over the lower face must hold those pixels (DragGAN's mask term, λ = 20).
 """
 
@@ -28,10 +28,10 @@ from draggan_daemon.training.drag_check import check_seed, find_eyes, flow_at, s
 pytestmark = pytest.mark.usefixtures("one_thread")
 BUNDLED = Path(__file__).resolve().parents[1] / "daemon" / "models" / "bundled.safetensors"
 SEEDS = range(8)
-MIN_WITHIN_3PX = 4  # measured 5 of 8
-MAX_MEDIAN_FLOW_ERROR_PX = 3.0  # measured 2.44
+MIN_WITHIN_3PX = 6  # measured 7 of 8
+MAX_MEDIAN_FLOW_ERROR_PX = 2.5  # measured 1.76
 KEEP_FROM_ROW = 44  # the keep-mask: rows from here down (mouth and chin); eyes sit at rows 16-32
-MAX_KEPT_CHANGE = 2.5  # mean |change|, 0-255 grey levels, under the keep-mask: measured 1.15 (4.79 without the mask)
+MAX_KEPT_CHANGE = 2.5  # mean |change|, 0-255 grey levels, under the keep-mask: measured 1.20 (6.86 without the mask)
 
 
 @pytest.fixture(scope="module")
@@ -76,4 +76,4 @@ def test_keep_mask_holds_the_lower_face(bundled) -> None:
     kept, moved_error = changes["masked"]
     assert kept <= MAX_KEPT_CHANGE
     assert kept < changes["free"][0]  # the mask is what held it
-    assert moved_error <= 4.0  # and the eye still went up (measured 1.78 px from the target)
+    assert moved_error <= 3.0  # and the eye still went up (measured 0.77 px from the target)

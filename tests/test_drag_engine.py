@@ -259,3 +259,8 @@ def test_default_learning_rate_scales_for_small_models() -> None:
 def test_default_radii_keep_the_official_values_from_256_px_and_widen_below() -> None:
     assert [DragConfig().resolve(h).r1 for h in (1024, 512, 256, 128, 64)] == [6, 3, 2, 4, 4]
     assert DragConfig(r1=2.5).resolve(64).r1 == 2.5
+
+
+def test_default_optimised_ws_are_the_official_six_from_128_px_and_fewer_below() -> None:
+    assert [DragConfig().resolve(h).optimised_layers for h in (1024, 512, 256, 128, 64, 32)] == [6, 6, 6, 6, 4, 2]
+    assert DragConfig(optimised_layers=9).resolve(64).optimised_layers == 9

@@ -169,6 +169,24 @@ def summarize(rows: list[dict]) -> dict:
     return summary
 
 
+def parse_settings(items: list[str]) -> dict:
+    """`field=value` pairs for DragConfig; values parsed as int, float, bool or left as text."""
+    out: dict = {}
+    for item in items:
+        key, _, raw = item.partition("=")
+        value: object = raw
+        for parse in (int, float):
+            try:
+                value = parse(raw)
+                break
+            except ValueError:
+                pass
+        if raw in ("true", "false"):
+            value = raw == "true"
+        out[key.strip().replace("-", "_")] = value
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m draggan_daemon.training.drag_check", description=__doc__.split("\n")[0])
     p.add_argument("--model", type=Path, required=True)
@@ -182,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the engine's)")
     p.add_argument("--r1", type=float, default=None, help="motion-supervision radius, pixels")
     p.add_argument("--r2", type=int, default=None, help="tracking window half-size, pixels")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="any other DragConfig field")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
     if args.threads:
@@ -197,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for seed in seeds:
         drag = {k: v for k, v in (("lr", args.lr), ("r1", args.r1), ("r2", args.r2)) if v is not None}
+        drag.update(parse_settings(args.set))
         row = check_seed(G, seed, args.distance, args.max_steps, feature_res=args.feature_res, part=args.part, **drag)
         rows.append(row)
         print(json.dumps(row), flush=True)
