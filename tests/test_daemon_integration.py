@@ -149,7 +149,13 @@ def test_cancel_mid_drag_stops_within_one_step():
     with running_daemon() as server, client_for(server) as c:
         sid = c.open_seed_session(seed=1)["session_id"]
         reply = c.request(
-            "drag", {"session_id": sid, "points": [[5, 5, 30, 30]], "params": {"steps": 2000}, "preview_every": 0}
+            "drag",
+            {
+                "session_id": sid,
+                "points": [[5, 5, 30, 30]],
+                "params": {"steps": 2000, "stop_distance": 0},
+                "preview_every": 0,
+            },
         )
         job = reply.content["job_id"]
         seen = 0
@@ -178,7 +184,9 @@ def test_cancel_a_queued_job():
     with running_daemon() as server, client_for(server) as a, client_for(server) as b:
         sa = a.open_seed_session(seed=1)["session_id"]
         sb = b.open_seed_session(seed=2)["session_id"]
-        ja = a.request("drag", {"session_id": sa, "points": [[5, 5, 30, 30]], "params": {"steps": 2000}})
+        ja = a.request(
+            "drag", {"session_id": sa, "points": [[5, 5, 30, 30]], "params": {"steps": 2000, "stop_distance": 0}}
+        )
         jb = b.request("drag", {"session_id": sb, "points": [[5, 5, 30, 30]], "params": {"steps": 10}})
         assert jb.content["queue_position"] >= 1
         assert b.cancel(jb.content["job_id"])["was"] == "queued"
@@ -201,7 +209,9 @@ def test_wrong_secret_is_dropped_and_the_daemon_keeps_serving():
 def test_another_clients_session_and_job_are_untouchable():
     with running_daemon() as server, client_for(server) as owner, client_for(server) as other:
         sid = owner.open_seed_session(seed=5)["session_id"]
-        job = owner.request("drag", {"session_id": sid, "points": [[5, 5, 25, 25]], "params": {"steps": 2000}})
+        job = owner.request(
+            "drag", {"session_id": sid, "points": [[5, 5, 25, 25]], "params": {"steps": 2000, "stop_distance": 0}}
+        )
         jid = job.content["job_id"]
         owner.wait_for(lambda m: m.msg_type == "progress", 30)
         for call in (
@@ -261,7 +271,9 @@ def test_specific_errors_and_limits():
 def test_busy_session_refuses_a_second_job_and_undo():
     with running_daemon() as server, client_for(server) as c:
         sid = c.open_seed_session()["session_id"]
-        j = c.request("drag", {"session_id": sid, "points": [[5, 5, 25, 25]], "params": {"steps": 2000}})
+        j = c.request(
+            "drag", {"session_id": sid, "points": [[5, 5, 25, 25]], "params": {"steps": 2000, "stop_distance": 0}}
+        )
         for call in (lambda: c.drag(sid, [(1, 1, 2, 2)]), lambda: c.undo(sid)):
             with pytest.raises(DaemonError) as err:
                 call()
@@ -292,7 +304,8 @@ KILLED_CLIENT = textwrap.dedent(
     from draggan_protocol import Client
     c = Client(sys.argv[1], sys.argv[2].encode(), heartbeat_interval=0.2)
     sid = c.open_seed_session(seed=1)["session_id"]
-    reply = c.request("drag", {"session_id": sid, "points": [[5, 5, 30, 30]], "params": {"steps": 5000}})
+    params = {"steps": 5000, "stop_distance": 0}  # never arrives: the job runs until the client dies
+    reply = c.request("drag", {"session_id": sid, "points": [[5, 5, 30, 30]], "params": params})
     job = reply.content["job_id"]
     c.wait_for(lambda m: m.msg_type == "progress", 60)
     print("dragging", flush=True)

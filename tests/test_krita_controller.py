@@ -169,7 +169,8 @@ def test_queue_position_is_shown_while_another_job_runs(qtbot, daemon, seed_imag
     with client_for(daemon) as other:
         s = other.open_seed_session(seed=1)
         job = other.request(
-            "drag", {"session_id": s["session_id"], "points": [[5, 5, 20, 20]], "params": {"steps": 4000}}
+            "drag",
+            {"session_id": s["session_id"], "points": [[5, 5, 20, 20]], "params": {"steps": 4000, "stop_distance": 0}},
         )
         panel.drag_button.click()
         c = panel.controller
