@@ -100,7 +100,6 @@ def check_seed(
     distance: float,
     max_steps: int,
     psi: float = 0.7,
-    feature_res: int | None = None,
     part: str = "mouth",
     **drag: float,
 ) -> dict:
@@ -124,7 +123,7 @@ def check_seed(
         min(max(handle[1] + distance * direction[1], 0.0), G.img_resolution - 1.0),
     )
     asked = math.dist(handle, target)
-    opt = DragOptimizer(G, ws, DragConfig(max_steps=max_steps, feature_res=feature_res, **drag))
+    opt = DragOptimizer(G, ws, DragConfig(max_steps=max_steps, **drag))
     opt.set_points([handle], [target])
     t0 = time.perf_counter()
     report = opt.run(max_steps=max_steps)
@@ -196,11 +195,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--distance", type=float, default=10.0, help="pixels to drag")
     p.add_argument("--max-steps", type=int, default=60)
-    p.add_argument("--feature-res", type=int, default=None, help="supervised block (default: the engine's choice)")
-    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the engine's)")
-    p.add_argument("--r1", type=float, default=None, help="motion-supervision radius, pixels")
-    p.add_argument("--r2", type=int, default=None, help="tracking window half-size, pixels")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="any other DragConfig field")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="a DragConfig setting instead of the engine's default, e.g. lr=2e-3, r1=2, optimised_layers=6",
+    )
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
     if args.threads:
@@ -215,9 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         seeds = [int(v) for v in args.seeds.split(",")]
     rows = []
     for seed in seeds:
-        drag = {k: v for k, v in (("lr", args.lr), ("r1", args.r1), ("r2", args.r2)) if v is not None}
-        drag.update(parse_settings(args.set))
-        row = check_seed(G, seed, args.distance, args.max_steps, feature_res=args.feature_res, part=args.part, **drag)
+        row = check_seed(G, seed, args.distance, args.max_steps, part=args.part, **parse_settings(args.set))
         rows.append(row)
         print(json.dumps(row), flush=True)
     print(json.dumps({"summary": summarize(rows)}), flush=True)
