@@ -1,12 +1,12 @@
 """The bundled model's own drag proof: raise an eye 8 px, measured by optical flow, not by the drag's tracker.
 
-Issue-level goal: every handle within 3 px of its target. The CPU-trained bundled model does not reach it (its
-faces are blurry, so the tracker can "arrive" while the picture lags behind). Measured with the engine's defaults
-at 64 px (lr 8e-3, r1 4, 4 ws), `python -m draggan_daemon.training.drag_check --part eye --distance 8 --seeds 0-7`:
-7 of 8 arrive by the tracker in 20-49 steps (seed 1, an eye near the top edge, does not in 60); DIS flow puts
-the eye 1.33, 5.63, 0.43, 1.15, 1.31, 2.19, 2.77, 2.89 px from the target (7 of 8 within 3 px, median 1.76).
-Over seeds 0-31: 28 of 32 within 3 px (20 with 6 ws; 17 with 6 ws and r1 2; 3 of 16 with the paper's lr 2e-3).
-The bounds below guard that level (one seed of slack) until a GPU-trained model replaces it; then tighten them.
+Issue-level goal: every handle within 3 px of its target. Measured with the engine's defaults at 64 px (lr 8e-3,
+r1 4, 4 ws), `python -m draggan_daemon.training.drag_check --part eye --distance 8 --seeds 0-7`: all 8 arrive by
+the tracker in 20-49 steps; DIS flow puts the eye 1.33, 1.09, 0.43, 1.15, 1.50, 2.19, 2.77, 2.89 px from the
+target (median 1.42). Over seeds 0-31: 31 of 32 within 3 px by flow, all 32 arrive; the miss (seed 24) is a
+flow/landmark disagreement (flow 5.25 px, the eye blob found again 0.54 px). With the official-style defaults
+(lr 2e-3, r1 2, 6 ws) 3 of 16 were within 3 px. The bounds below keep one seed of slack on this CPU-trained
+model; a GPU-trained model should meet them with room to spare.
 A keep-mask over the lower face must hold those pixels (DragGAN's mask term, λ = 20).
 """
 
@@ -28,8 +28,8 @@ from draggan_daemon.training.drag_check import check_seed, find_eyes, flow_at, s
 pytestmark = pytest.mark.usefixtures("one_thread")
 BUNDLED = Path(__file__).resolve().parents[1] / "daemon" / "models" / "bundled.safetensors"
 SEEDS = range(8)
-MIN_WITHIN_3PX = 6  # measured 7 of 8
-MAX_MEDIAN_FLOW_ERROR_PX = 2.5  # measured 1.76
+MIN_WITHIN_3PX = 7  # measured 8 of 8
+MAX_MEDIAN_FLOW_ERROR_PX = 2.0  # measured 1.42
 KEEP_FROM_ROW = 44  # the keep-mask: rows from here down (mouth and chin); eyes sit at rows 16-32
 MAX_KEPT_CHANGE = 2.5  # mean |change|, 0-255 grey levels, under the keep-mask: measured 1.20 (6.86 without the mask)
 
@@ -48,7 +48,7 @@ def test_raising_an_eye_by_optical_flow(bundled) -> None:
     summary = summarize(rows)
     print(summary)
     assert summary["trials"] == len(SEEDS), rows
-    assert summary["arrived"] >= len(SEEDS) - 1, f"drags that did not finish in 60 steps: {rows}"
+    assert summary["arrived"] == len(SEEDS), f"drags that did not finish in 60 steps: {rows}"
     assert summary["within_3px_by_flow"] >= MIN_WITHIN_3PX, rows
     assert summary["median_flow_error_px"] <= MAX_MEDIAN_FLOW_ERROR_PX, rows
 

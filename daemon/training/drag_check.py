@@ -51,24 +51,50 @@ def find_mouth_corner(gray: np.ndarray) -> tuple[float, float] | None:
     return float(xs[i] + x0), float(ys[i] + y0)
 
 
-def find_eyes(gray: np.ndarray) -> list[tuple[float, float]]:
-    """Centroids (x, y) of the two largest dark blobs in the upper middle of the face, left first; [] if not two.
-
-    Emoji eyes are compact dark blobs, so a blob's centroid is a landmark that can be found again after a drag,
-    independently of the drag's own tracker.
-    """
+def _touches_border(stat: np.ndarray, shape: tuple[int, ...]) -> bool:
+    """A component cut by the search window is the rim of something larger (a face's edge), not an eye."""
     import cv2
 
-    h = gray.shape[0]
-    y0, y1 = int(h * 0.2), int(h * 0.6)
-    dark = (gray[y0:y1] < max(60, int(np.percentile(gray, 10)))).astype(np.uint8)
+    x, y, bw, bh = (int(stat[k]) for k in (cv2.CC_STAT_LEFT, cv2.CC_STAT_TOP, cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT))
+    return x == 0 or y == 0 or x + bw >= shape[1] or y + bh >= shape[0]
+
+
+def dark_blobs(gray: np.ndarray) -> list[tuple[int, float, float]]:
+    """(area, x, y) of the compact dark blobs in the upper middle of a face, where eyes are."""
+    import cv2
+
+    h, w = gray.shape
+    y0, y1, x0, x1 = int(h * 0.2), int(h * 0.66), int(w * 0.18), int(w * 0.82)
+    roi = gray[y0:y1, x0:x1]
+    dark = (roi < max(60, int(np.percentile(gray, 10)))).astype(np.uint8)
     n, _, stats, centroids = cv2.connectedComponentsWithStats(dark, connectivity=8)
-    blobs = sorted(
-        ((int(stats[i, cv2.CC_STAT_AREA]), float(centroids[i][0]), float(centroids[i][1]) + y0) for i in range(1, n)),
-        reverse=True,
-    )
-    blobs = [b for b in blobs if b[0] >= 4][:2]
-    return sorted((x, y) for _, x, y in blobs) if len(blobs) == 2 else []
+    return [
+        (int(stats[i, cv2.CC_STAT_AREA]), float(centroids[i][0]) + x0, float(centroids[i][1]) + y0)
+        for i in range(1, n)
+        if stats[i, cv2.CC_STAT_AREA] >= 4 and not _touches_border(stats[i], roi.shape)
+    ]
+
+
+def find_eyes(gray: np.ndarray) -> list[tuple[float, float]]:
+    """Centroids (x, y) of the two eyes, left first, or [] when no pair is found.
+
+    Emoji eyes are compact dark blobs, so a blob's centroid is a landmark that can be found again after a drag,
+    independently of the drag's own tracker. Eyes sit in the upper middle of the face, one each side of the
+    centre line, at about the same height and size; the dark rim of a face or a brow does not pass that test.
+    """
+    h, w = gray.shape
+    blobs = dark_blobs(gray)
+    best: tuple[int, tuple[float, float], tuple[float, float]] | None = None
+    for a in blobs:
+        for b in blobs:
+            left, right = (a, b) if a[1] < b[1] else (b, a)
+            if not (left[1] < w / 2 < right[1]) or abs(left[2] - right[2]) > h * 0.08:
+                continue
+            if max(left[0], right[0]) > 3 * min(left[0], right[0]):
+                continue
+            if best is None or left[0] + right[0] > best[0]:
+                best = (left[0] + right[0], (left[1], left[2]), (right[1], right[2]))
+    return [best[1], best[2]] if best else []
 
 
 def flow_at(before: np.ndarray, after: np.ndarray, point: tuple[float, float], upscale: int = 4) -> tuple[float, float]:
@@ -146,9 +172,9 @@ def check_seed(
         flow_error_px=round(math.dist(moved_to, target), 2),
         tracker_vs_flow_px=round(math.dist(moved_to, tracked), 2),
     )
-    if part == "eye":  # the blob found again: the eye nearest the target
-        eyes = find_eyes(gray1)
-        row["landmark_error_px"] = round(min(math.dist(e, target) for e in eyes), 2) if eyes else None
+    if part == "eye":  # the blob found again: the dark blob nearest the target (the eyes need not pair now)
+        blobs = dark_blobs(gray1)
+        row["landmark_error_px"] = round(min(math.dist(b[1:], target) for b in blobs), 2) if blobs else None
     return row
 
 
