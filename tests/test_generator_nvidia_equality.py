@@ -141,3 +141,43 @@ def test_loaded_generator_is_frozen_eval_cpu(tmp_path):
     assert not ours.training
     assert all(not p.requires_grad and p.device.type == "cpu" for p in ours.parameters())
     assert all(p.dtype == torch.float32 for p in ours.state_dict().values())
+
+
+def test_stylegan_human_layout_equals_nvidia_ops(tmp_path, monkeypatch):
+    """StyleGAN-Human's generators are NVIDIA's with every map half as wide (a 4x2 constant, H x H/2 noise).
+
+    Its fork changes only those shapes, so NVIDIA's own ops, run on a generator given that layout (with the
+    square-shape asserts switched off), are the reference. Our output, padded to a square as DragGAN pads it
+    (white image margins), must carry exactly that picture in its middle columns.
+    """
+    from oracle.nvidia import nvidia_networks
+
+    networks = nvidia_networks()
+    monkeypatch.setattr(networks.misc, "assert_shape", lambda *a, **k: None)
+    G = build("res64-map8-noclamp", seed=11)
+    gen = torch.Generator().manual_seed(11)
+    with torch.no_grad():
+        b4 = G.synthesis.b4
+        b4.const = torch.nn.Parameter(torch.randn(b4.const.shape[0], 4, 2, generator=gen))
+        for module in G.synthesis.modules():
+            if hasattr(module, "noise_const"):
+                r = module.noise_const.shape[0]
+                module.noise_const = torch.randn(r, r // 2, generator=gen)
+    path = tmp_path / "stylegan_human_v2_64.pkl"
+    path.write_bytes(official_pickle(G))
+    model = load_generator(path)
+    ours = model.generator
+    assert model.config.square is False
+
+    with torch.no_grad():
+        ws = G.mapping(torch.randn(2, G.z_dim, generator=gen), None, truncation_psi=0.7)
+        ws = ws + 0.3 * torch.randn(ws.shape, generator=gen)
+        ref, ref_feats = G.synthesis(ws, noise_mode="const", force_fp32=True, return_feature=True)
+        assert tuple(ref.shape[-2:]) == (64, 32) and ref.abs().max() > 0.5
+        raw, feats = ours.synthesis.run(ws, feature_res=32, square_output=False)
+        assert max_diff(ref, raw) <= TOL
+        assert max_diff(ref_feats[3], feats) <= TOL  # b32
+        img, padded_feats = ours.synthesis.run(ws, feature_res=32)
+    assert tuple(img.shape[-2:]) == (64, 64) and tuple(padded_feats.shape[-2:]) == (32, 32)
+    assert torch.equal(img[..., 16:48], raw) and bool((img[..., :16] == 1).all() and (img[..., 48:] == 1).all())
+    assert torch.equal(padded_feats[..., 8:24], feats) and not padded_feats[..., :8].any()

@@ -187,6 +187,7 @@ def test_stop_within_a_step_keeps_the_partial_result(qtbot, daemon, seed_image):
     KritaDocument(doc).add_arrows([Pair(10, 16, 16, 16)])
     panel = make_panel(qtbot, app, daemon.connection_file)
     panel.steps_spin.setValue(3000)
+    panel.lr_spin.setValue(0.0001)  # a drag that cannot arrive early: it must still be running when stopped
     panel.preview_spin.setValue(1)
     wait_ready(qtbot, panel)
     panel.drag_button.click()
@@ -208,6 +209,7 @@ def test_daemon_gone_mid_drag_leaves_the_document_as_it_was(qtbot, tmp_path, see
         before = [n.name() for n in doc.rootNode().childNodes()]
         panel = make_panel(qtbot, app, path)
         panel.steps_spin.setValue(3000)
+        panel.lr_spin.setValue(0.0001)  # a drag that cannot arrive early: it must still be running when stopped
         wait_ready(qtbot, panel)
         panel.drag_button.click()
         c = panel.controller

@@ -175,12 +175,12 @@ def test_stylegan3_generator_refused(tmp_path):
     assert "StyleGAN3 (alias-free)" in refused(path)
 
 
-def test_non_square_generator_refused(tmp_path):
+def test_unknown_constant_shape_refused(tmp_path):
     G = small_generator(seed=4)
-    G.synthesis.b4.const = torch.nn.Parameter(torch.randn(16, 4, 2))  # StyleGAN-Human's 2:1 layout
-    path = tmp_path / "human.pkl"
+    G.synthesis.b4.const = torch.nn.Parameter(torch.randn(16, 4, 3))  # neither square nor StyleGAN-Human's 2:1
+    path = tmp_path / "odd.pkl"
     path.write_bytes(official_pickle(G))
-    assert "non-square" in refused(path)
+    assert "unsupported constant input of shape (4, 3)" in refused(path)
 
 
 def test_tensorflow_pickle_refused(tmp_path):

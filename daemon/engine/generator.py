@@ -41,6 +41,8 @@ class GeneratorConfig:
     num_fp16_res: int = 0
     conv_clamp: float | None = None
     resample_filter: tuple[int, ...] = field(default=(1, 3, 3, 1))
+    # False: StyleGAN-Human's layout, every map half as wide as it is high (an H x H/2 picture).
+    square: bool = True
 
     def __post_init__(self) -> None:
         res = self.img_resolution
@@ -59,6 +61,10 @@ class GeneratorConfig:
     @property
     def fp16_resolution(self) -> int:
         return max(2 ** (int(math.log2(self.img_resolution)) + 1 - self.num_fp16_res), 8)
+
+    def width(self, res: int) -> int:
+        """Width of the maps at block resolution `res` (their height)."""
+        return res if self.square else res // 2
 
     @property
     def num_ws(self) -> int:
@@ -109,6 +115,14 @@ def upsample2d(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
     x = F.pad(x, [0, 1, 0, 0, 0, 1]).reshape(b, c, h * 2, w * 2)
     fw = f.shape[-1]
     return fir_filter(x, f, ((fw + 1) // 2, (fw - 2) // 2, (fw + 1) // 2, (fw - 2) // 2), gain=4.0)
+
+
+def pad_to_square(x: torch.Tensor, value: float) -> torch.Tensor:
+    """[B, C, H, W] with W <= H, padded left and right to H x H (unchanged when already square)."""
+    extra = x.shape[-2] - x.shape[-1]
+    if extra <= 0:
+        return x
+    return F.pad(x, (extra // 2, extra - extra // 2), value=value)
 
 
 def make_filter(taps: tuple[int, ...], device: torch.device | None = None) -> torch.Tensor:
@@ -207,7 +221,8 @@ class SynthesisLayer(nn.Module):
         self.affine = FullyConnectedLayer(w_dim, in_c, bias_init=1)
         self.weight = nn.Parameter(torch.randn(out_c, in_c, 3, 3))
         self.bias = nn.Parameter(torch.zeros(out_c))
-        self.register_buffer("noise_const", torch.randn(resolution, resolution))
+        self.width = cfg.width(resolution)
+        self.register_buffer("noise_const", torch.randn(resolution, self.width))
         self.noise_strength = nn.Parameter(torch.zeros([]))
         self.register_buffer("resample_filter", make_filter(cfg.resample_filter))
 
@@ -215,7 +230,7 @@ class SynthesisLayer(nn.Module):
         styles = self.affine(w)
         x = modulated_conv2d(x, self.weight, styles, up=self.up, padding=1, resample_filter=self.resample_filter)
         if noise_mode == "random":
-            noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device)
+            noise = torch.randn(x.shape[0], 1, self.resolution, self.width, device=x.device)
             x = x + (noise * self.noise_strength).to(x.dtype)
         elif noise_mode == "const":
             x = x + (self.noise_const * self.noise_strength).to(x.dtype)
@@ -243,7 +258,7 @@ class SynthesisBlock(nn.Module):
         self.in_c, self.out_c, self.resolution = in_c, out_c, resolution
         self.use_fp16 = resolution >= cfg.fp16_resolution
         if in_c == 0:
-            self.const = nn.Parameter(torch.randn(out_c, resolution, resolution))
+            self.const = nn.Parameter(torch.randn(out_c, resolution, cfg.width(resolution)))
         else:
             self.conv0 = SynthesisLayer(in_c, out_c, cfg.w_dim, resolution, up=True, cfg=cfg)
         self.conv1 = SynthesisLayer(out_c, out_c, cfg.w_dim, resolution, up=False, cfg=cfg)
@@ -289,8 +304,14 @@ class SynthesisNetwork(nn.Module):
         feature_res: int | None = None,
         render_image: bool = True,
         noise_mode: NoiseMode = "const",
+        square_output: bool = True,
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """Return (image, features of block `feature_res`); stops after that block when no image is asked."""
+        """Return (image, features of block `feature_res`); stops after that block when no image is asked.
+
+        A non-square (StyleGAN-Human) generator's outputs are padded to squares, as DragGAN does (white for the
+        image, zero for features), so that everything downstream deals with square pictures only; pass
+        square_output=False for the raw H x H/2 maps.
+        """
         if feature_res is not None and feature_res not in self.block_resolutions:
             raise ValueError(f"no synthesis block at resolution {feature_res}")
         if not render_image and feature_res is None:
@@ -305,9 +326,12 @@ class SynthesisNetwork(nn.Module):
             if res == feature_res:
                 feats = x.float()
                 if not render_image:
-                    return None, feats
+                    return None, pad_to_square(feats, 0.0) if square_output else feats
             if render_image:
                 img = block.rgb(x, img, ws[:, w_idx])
+        if square_output and not self.cfg.square:
+            img = pad_to_square(img, 1.0)
+            feats = None if feats is None else pad_to_square(feats, 0.0)
         return img, feats
 
     def forward(self, ws: torch.Tensor, noise_mode: NoiseMode = "const") -> torch.Tensor:

@@ -16,7 +16,8 @@ rounding:
   where a crop touches the image edge the zero padding is the real one. Blocks of 32 pixels or fewer run in full.
 
 The result has the full feature size; inside the requested regions it equals the full synthesis, elsewhere
-it is zero (nothing reads there). Blocks follow `generator.SynthesisBlock`; tests compare against it.
+it is zero (nothing reads there). A non-square generator's map is padded to a square with zeros, as the
+synthesis pads it. Blocks follow `generator.SynthesisBlock`; tests compare against it.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .generator import LRELU_GAIN, Generator, NoiseMode, SynthesisLayer, bias_act, fir_filter
+from .generator import LRELU_GAIN, Generator, NoiseMode, SynthesisLayer, bias_act, fir_filter, pad_to_square
 
 MARGIN = 3  # input-resolution pixels kept beyond what a block's output crop needs (contamination is 2)
 MIN_CROP_RES = 32  # blocks at or below this resolution run in full; they are cheap
@@ -168,7 +169,8 @@ class FeatureSynthesis:
     ) -> torch.Tensor:
         """Map [1, C, f, f]; with `regions`, exact inside them (and zero elsewhere) when crops pay off."""
         syn = self.G.synthesis
-        plans = plan_crops(self.feature_res, regions) if regions is not None else None
+        # Crops assume square maps; a non-square (StyleGAN-Human) generator runs in full and is padded like its image.
+        plans = plan_crops(self.feature_res, regions) if regions is not None and syn.cfg.square else None
         x: torch.Tensor | None = None
         origin: list[tuple[int, int]] | None = None  # crop corners of x when x is a batch of crops
         w_idx = 0
@@ -202,7 +204,7 @@ class FeatureSynthesis:
             y = layers[1].forward(y, block_ws[:, 1], noise_mode, up_starts)
             x, origin = _slice(y, plan.starts, plan.size, up_starts), plan.starts
         if origin is None:
-            return x.float()
+            return pad_to_square(x.float(), 0.0)
         size = plans[self.feature_res].size
         canvas = torch.zeros(1, x.shape[1], self.feature_res, self.feature_res, dtype=torch.float32, device=x.device)
         for i, (sx, sy) in enumerate(origin):

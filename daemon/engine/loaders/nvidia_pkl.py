@@ -104,11 +104,12 @@ def config_from_record(path: str | Path, G: PersistentRecord) -> tuple[Generator
     const = _record_tensors(blocks["b4"]).get("const")
     if const is None or const.ndim != 3:
         raise CheckpointError(path, "the b4 block has no constant input")
-    if const.shape[1] != const.shape[2]:
+    # StyleGAN-Human's generators draw H x H/2 pictures from a 4 x 2 constant; any other shape is unknown.
+    if tuple(const.shape[1:]) not in ((4, 4), (4, 2)):
         raise CheckpointError(
-            path,
-            f"non-square generators (constant input {tuple(const.shape[1:])}, e.g. StyleGAN-Human) are not supported",
+            path, f"unsupported constant input of shape {tuple(const.shape[1:])} (expected 4x4 or 4x2)"
         )
+    square = const.shape[2] == 4
 
     layers = [(f"synthesis.{b}.{n}", rec) for b in block_names for n, rec in _modules(blocks[b]).items()]
     fill: dict[str, torch.Tensor] = {}
@@ -127,7 +128,7 @@ def config_from_record(path: str | Path, G: PersistentRecord) -> tuple[Generator
         conv_clamp = clamp
         if not _attr(layer, "use_noise", sk.get("use_noise", True)):
             r = int(_attr(layer, "resolution", 4))
-            fill[f"{name}.noise_const"] = torch.zeros(r, r)
+            fill[f"{name}.noise_const"] = torch.zeros(r, r if square else r // 2)
             fill[f"{name}.noise_strength"] = torch.zeros([])
 
     mk = _kwargs(mapping, _MAPPING_ARGS)
@@ -155,6 +156,7 @@ def config_from_record(path: str | Path, G: PersistentRecord) -> tuple[Generator
             num_fp16_res=int(_attr(syn, "num_fp16_res", sk.get("num_fp16_res", 4))),
             conv_clamp=None if conv_clamp in (None, "unset") else float(conv_clamp),
             resample_filter=tuple(int(v) for v in sk.get("resample_filter", (1, 3, 3, 1))),
+            square=square,
         )
     except (TypeError, ValueError) as exc:
         raise CheckpointError(path, f"unreadable architecture settings ({exc})") from exc
