@@ -5,8 +5,8 @@ r1 4, 4 ws), `python -m draggan_daemon.training.drag_check --part eye --distance
 the tracker in 20-49 steps; DIS flow puts the eye 1.33, 1.09, 0.43, 1.15, 1.50, 2.19, 2.77, 2.89 px from the
 target (median 1.42). Over seeds 0-31: 31 of 32 within 3 px by flow, all 32 arrive; the miss (seed 24) is a
 flow/landmark disagreement (flow 5.25 px, the eye blob found again 0.54 px). With the official-style defaults
-(lr 2e-3, r1 2, 6 ws) 3 of 16 were within 3 px. The bounds below keep one seed of slack on this CPU-trained
-model; a GPU-trained model should meet them with room to spare.
+(lr 2e-3, r1 2, 6 ws) 3 of 16 were within 3 px. The bounds below leave room for the two seeds near 3 px on this
+CPU-trained model; a GPU-trained model should meet them with room to spare.
 A keep-mask over the lower face must hold those pixels (DragGAN's mask term, λ = 20).
 """
 
@@ -28,7 +28,7 @@ from draggan_daemon.training.drag_check import check_seed, find_eyes, flow_at, s
 pytestmark = pytest.mark.usefixtures("one_thread")
 BUNDLED = Path(__file__).resolve().parents[1] / "daemon" / "models" / "bundled.safetensors"
 SEEDS = range(8)
-MIN_WITHIN_3PX = 7  # measured 8 of 8
+MIN_WITHIN_3PX = 6  # measured 8 of 8, two of them (2.77, 2.89 px) close to the line
 MAX_MEDIAN_FLOW_ERROR_PX = 2.0  # measured 1.42
 KEEP_FROM_ROW = 44  # the keep-mask: rows from here down (mouth and chin); eyes sit at rows 16-32
 MAX_KEPT_CHANGE = 2.5  # mean |change|, 0-255 grey levels, under the keep-mask: measured 1.20 (6.86 without the mask)
