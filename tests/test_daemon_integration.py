@@ -80,6 +80,8 @@ def test_layer_session_region_invert_drag_and_changed_rect():
         inv = c.run_job("invert", {"session_id": sid, "params": FAST_INVERT}, on_progress=inv_events.append)
         assert inv["state"] == "done" and [st["name"] for st in inv["stages"]] == ["w", "w+"]
         assert {m.content["phase"] for m in inv_events if m.msg_type == "progress"} == {"invert"}
+        fit = [(m.content["fit_step"], m.content["fit_steps"]) for m in inv_events if m.msg_type == "progress"]
+        assert fit == [(i, 6) for i in range(1, 7)]  # 3 W steps then 3 W+ steps on one scale
         done = c.drag(sid, [(40, 35, 46, 37)], params={"steps": 4}, preview_every=2)
         assert done["state"] == "done" and done["steps"] == 4
 

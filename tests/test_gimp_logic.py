@@ -132,6 +132,8 @@ def test_progress_text_and_daemon_description() -> None:
     assert progress_text({"phase": "drag", "step": 5, "max_steps": 20}, 200) == (0.25, "DragGAN: step 5 of 20")
     f, text = progress_text({"phase": "invert", "step": 10, "steps": 40, "stage": "w+"}, 200)
     assert f == 0.25 and "fitting" in text and "w+" in text and "10 of 40" in text
+    whole = {"phase": "invert", "step": 10, "steps": 40, "stage": "w+", "fit_step": 60, "fit_steps": 120}
+    assert progress_text(whole, 200) == (0.5, "DragGAN: fitting the layer into the model (w+), 50%")
     info = {"device": "cpu", "protocol_version": "1.0", "models": [{"name": "emoji64"}, {"name": "ffhq"}]}
     assert describe_daemon(info) == "running on cpu, protocol 1.0, models: emoji64, ffhq"
     assert model_names(info) == ["emoji64", "ffhq"]

@@ -271,8 +271,13 @@ def test_fit_reports_progress_then_drag_reuses_it(qtbot, daemon, seed_image):
     panel.fit_button.click()
     c = panel.controller
     phases = set()
+    bars: list[tuple[int, int]] = []
     c.changed.connect(lambda: phases.add(c.phase))
+    c.changed.connect(lambda: bars.append(c.progress) if c.phase == ctl.FITTING and c.progress[1] else None)
     qtbot.waitUntil(lambda: c.phase == ctl.IDLE and c.session is not None and c.session.inverted, timeout=30000)
+    # One bar over all fitting stages: a fixed maximum and a value that never goes back.
+    assert bars and len({m for _, m in bars}) == 1, bars
+    assert [v for v, _ in bars] == sorted(v for v, _ in bars) and bars[-1][0] == bars[-1][1], bars
     assert ctl.FITTING in phases and "Fitted" in panel.status_label.text()
 
 

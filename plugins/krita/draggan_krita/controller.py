@@ -358,11 +358,13 @@ class EditController(QObject):
         step, total = int(c.get("step", 0)), int(c.get("max_steps", 0) or c.get("steps", 0) or 0)
         self.queue_position = 0
         if c.get("phase") == "invert":
-            self.progress = (step, total)
+            fit_step, fit_steps = int(c.get("fit_step", 0) or 0), int(c.get("fit_steps", 0) or 0)
+            self.progress = (fit_step, fit_steps) if fit_steps else (step, total)  # one bar over all stages
             stage = c.get("stage") or c.get("name") or ""
             stage_text = f" ({stage})" if isinstance(stage, str) and stage else ""
+            done_text = f"{100 * fit_step // fit_steps}%" if fit_steps else f"step {step}"
             if self.phase != STOPPING:
-                self._set_phase(FITTING, f"Fitting the layer into the model{stage_text}… step {step}")
+                self._set_phase(FITTING, f"Fitting the layer into the model{stage_text}… {done_text}")
             return
         self.progress = (step, total)
         if "preview" in c:

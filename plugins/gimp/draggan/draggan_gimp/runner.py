@@ -246,8 +246,12 @@ def progress_text(content: dict[str, Any], steps: int) -> tuple[float, str]:
     """Progress-bar fraction and text for a progress event (fitting the layer first, then the drag's steps)."""
     step = int(content.get("step") or 0)
     if content.get("phase") == "invert":
-        total = int(content.get("steps") or content.get("total_steps") or content.get("stage_steps") or 0)
         stage = content.get("stage") or content.get("name") or "fitting"
+        fit_steps = int(content.get("fit_steps") or 0)
+        if fit_steps:  # one bar over all stages
+            fraction = min(int(content.get("fit_step") or 0) / fit_steps, 1.0)
+            return fraction, f"DragGAN: fitting the layer into the model ({stage}), {int(100 * fraction)}%"
+        total = int(content.get("steps") or 0)
         of = f" of {total}" if total else ""
         return (step / total if total else 0.0), f"DragGAN: fitting the layer into the model ({stage}), step {step}{of}"
     total = int(content.get("max_steps") or steps) or 1
