@@ -61,6 +61,8 @@ class ModelEntry:
         }
         if self.generator is not None:
             d["resolution"] = int(self.generator.img_resolution)
+            cfg = self.generator.synthesis.cfg
+            d["picture"] = [cfg.img_resolution, cfg.width(cfg.img_resolution)]  # H, W drawn (padded to H x H)
             d["num_ws"] = int(self.generator.num_ws)
             d["source_format"] = self.source_format
         if self.error:

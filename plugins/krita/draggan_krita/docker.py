@@ -179,8 +179,12 @@ class DragPanel(QWidget):
         self.model_combo.addItem("daemon default", "")
         for m in self.link.models():
             name = m.get("name", "")
-            res = m.get("resolution")
-            self.model_combo.addItem(f"{name} ({res} px)" if res else name, name)
+            res, picture = m.get("resolution"), m.get("picture")
+            if picture and list(picture) != [res, res]:  # e.g. StyleGAN-Human: a tall picture in a white square
+                label = f"{name} ({picture[1]}×{picture[0]} px, padded)"
+            else:
+                label = f"{name} ({res} px)" if res else name
+            self.model_combo.addItem(label, name)
         idx = self.model_combo.findData(current)
         if idx < 0 and current:
             self.model_combo.addItem(f"{current} (not loaded)", current)
