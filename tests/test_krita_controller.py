@@ -329,3 +329,16 @@ def test_registration_with_krita():
     app = krita.Krita.reset()
     assert importlib.reload(draggan_krita).register() is True
     assert len(app.extensions) == 1 and app.docker_factories[0].id == "draggan_docker"
+
+
+def test_model_list_names_tall_models(qtbot, tmp_path, monkeypatch):
+    app, _doc = make_doc(bytes(R * R * 4))
+    panel = make_panel(qtbot, app, tmp_path / "none.json")
+    models = [
+        {"name": "faces", "resolution": 512, "picture": [512, 512]},
+        {"name": "humans", "resolution": 512, "picture": [512, 256]},
+    ]
+    monkeypatch.setattr(panel.link, "models", lambda: models)
+    panel._fill_models()
+    labels = [panel.model_combo.itemText(i) for i in range(panel.model_combo.count())]
+    assert labels == ["daemon default", "faces (512 px)", "humans (256×512 px, padded)"]
