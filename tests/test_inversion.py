@@ -88,6 +88,7 @@ def test_progress_is_reported_and_stages_can_be_skipped(small_g):
     assert [s["name"] for s in result.stages] == ["w+", "pti"]
     assert [(p.stage, p.step) for p in seen] == [("w+", i) for i in range(1, 9)] + [("pti", i) for i in range(1, 6)]
     assert all(p.steps == (8 if p.stage == "w+" else 5) and p.loss > 0 and p.psnr > 0 for p in seen)
+    assert [(p.fit_step, p.fit_steps) for p in seen] == [(i, 13) for i in range(1, 14)]  # one bar over both stages
     no_pti = invert(small_g, target_of(small_g, 5), InversionConfig.from_preset("fast", **{**QUICK, "pti_steps": 0}))
     assert no_pti.generator is small_g and [s["name"] for s in no_pti.stages] == ["w", "w+"]
 

@@ -125,6 +125,8 @@ class InversionProgress:
     steps: int
     loss: float
     psnr: float
+    fit_step: int = 0  # the same step counted over all stages of this fit, for one progress bar
+    fit_steps: int = 0
 
 
 @dataclass
@@ -350,7 +352,15 @@ def invert(
     ws = w_avg.expand(-1, G.num_ws, -1).clone()
     generator = G
     result = InversionResult(ws=ws, generator=G, image=target.new_zeros(target.shape))
-    common = dict(cfg=cfg, objective=objective, on_progress=on_progress, should_stop=should_stop)
+    report = None
+    if on_progress is not None:
+        offsets = {"w": 0, "w+": cfg.w_steps, "pti": cfg.w_steps + cfg.wplus_steps}
+        total = cfg.w_steps + cfg.wplus_steps + cfg.pti_steps
+
+        def report(p: InversionProgress) -> None:
+            on_progress(replace(p, fit_step=offsets[p.stage] + p.step, fit_steps=total))
+
+    common = dict(cfg=cfg, objective=objective, on_progress=report, should_stop=should_stop)
 
     def record(name: str, steps: int, start: float) -> None:
         with torch.no_grad():

@@ -86,17 +86,10 @@ class EngineOps:
         preset = args.get("preset", "fast")
         config = _inversion_config(inv, preset, args.get("pti"), args.get("params") or {}, self.device)
         target = s.prepared.image.to(self.device)
-        # Stage steps add up to one bar for the whole fit (a client need not know the stages or the preset).
-        offsets, fit_steps = {}, 0
-        for name, steps in (("w", config.w_steps), ("w+", config.wplus_steps), ("pti", config.pti_steps)):
-            offsets[name], fit_steps = fit_steps, fit_steps + max(int(steps), 0)
 
         def on_progress(*a: Any, **kw: Any) -> None:
             info = _progress_fields(a, kw)
-            fit = {}
-            if info.get("stage") in offsets and isinstance(info.get("step"), int):
-                fit = {"fit_step": offsets[info["stage"]] + info["step"], "fit_steps": fit_steps}
-            progress({"job_id": job_id, "phase": "invert", **info, **fit}, [])
+            progress({"job_id": job_id, "phase": "invert", **info}, [])
 
         t0 = time.perf_counter()
         result = inv.invert(s.generator, target, config, on_progress=on_progress, should_stop=stop)
