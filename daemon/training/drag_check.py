@@ -113,10 +113,15 @@ def flow_at(before: np.ndarray, after: np.ndarray, point: tuple[float, float], u
     return float(dx), float(dy)
 
 
+def find_left_eye(gray: np.ndarray) -> tuple[float, float] | None:
+    eyes = find_eyes(gray)
+    return eyes[0] if eyes else None
+
+
 PARTS = {
-    # part: (how to find the handle, direction of the drag as a unit vector)
-    "mouth": "the mouth's left corner, pulled outwards and down (a frown)",
-    "eye": "the left eye's centre, raised",
+    # part: (how to find the handle, direction of the drag as a unit vector, what it is)
+    "mouth": (find_mouth_corner, (-0.6, 0.8), "the mouth's left corner, pulled outwards and down (a frown)"),
+    "eye": (find_left_eye, (0.0, -1.0), "the left eye's centre, raised"),
 }
 
 
@@ -135,13 +140,8 @@ def check_seed(
     with torch.no_grad():
         before = G.synthesis.run(ws, noise_mode="const")[0]
     gray0 = to_gray(before)
-    if part == "eye":
-        eyes = find_eyes(gray0)
-        handle = eyes[0] if eyes else None
-        direction = (0.0, -1.0)
-    else:
-        handle = find_mouth_corner(gray0)
-        direction = (-0.6, 0.8)
+    find, direction, _ = PARTS[part]
+    handle = find(gray0)
     if handle is None:
         return dict(seed=seed, skipped=f"no {part} found")
     target = (
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", type=Path, required=True)
     p.add_argument("--seeds", default="0-7", help="e.g. 0-7 or 1,5,9")
     p.add_argument(
-        "--part", choices=sorted(PARTS), default="mouth", help="; ".join(f"{k}: {v}" for k, v in PARTS.items())
+        "--part", choices=sorted(PARTS), default="mouth", help="; ".join(f"{k}: {v[2]}" for k, v in PARTS.items())
     )
     p.add_argument("--distance", type=float, default=10.0, help="pixels to drag")
     p.add_argument("--max-steps", type=int, default=60)
