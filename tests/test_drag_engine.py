@@ -11,6 +11,7 @@ from draggan_daemon.engine.drag import DragConfig, DragOptimizer
 from draggan_daemon.engine.errors import EngineInputError
 from draggan_daemon.engine.generator import Generator, GeneratorConfig
 from draggan_daemon.engine.local_synthesis import FeatureSynthesis, plan_crops
+from draggan_daemon.engine.standin import random_generator
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,14 +37,7 @@ def _generator(res: int = 256, seed: int = 0, conv_clamp: float | None = 256) ->
         channel_max=32,
         conv_clamp=conv_clamp,
     )
-    G = Generator(cfg).eval()
-    with torch.no_grad():  # non-zero noise strengths, so the noise crops are exercised too
-        for name, p in G.named_parameters():
-            if name.endswith("noise_strength"):
-                p.fill_(0.3)
-    for p in G.parameters():
-        p.requires_grad_(False)
-    return G
+    return random_generator(cfg, seed=seed, noise_strength=0.3)  # noise on, so the noise crops are exercised too
 
 
 HANDLES = [(80.0, 120.0), (160.0, 48.0)]
