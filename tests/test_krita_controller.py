@@ -222,6 +222,29 @@ def test_daemon_gone_mid_drag_leaves_the_document_as_it_was(qtbot, tmp_path, see
     assert not panel.drag_button.isEnabled()
 
 
+def test_link_broken_while_sending_keeps_the_fuller_message(qtbot, daemon, seed_image, monkeypatch):
+    """The drag's end asks for the final pixels; if that send finds the daemon gone, the person still reads that
+    the document is as it was (the bare transport reason must not replace it)."""
+    app, doc = make_doc(seed_image)
+    KritaDocument(doc).add_arrows([Pair(10, 16, 16, 16)])
+    before = [n.name() for n in doc.rootNode().childNodes()]
+    panel = make_panel(qtbot, app, daemon.connection_file)
+    panel.steps_spin.setValue(30)
+    panel.lr_spin.setValue(0.0001)  # runs all 30 steps: still dragging when the pipe is broken below
+    wait_ready(qtbot, panel)
+    panel.drag_button.click()
+    c = panel.controller
+    qtbot.waitUntil(lambda: c.phase == ctl.DRAGGING, timeout=30000)
+
+    def broken_pipe(*_a, **_k):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(panel.link.client, "send", broken_pipe)
+    qtbot.waitUntil(lambda: bool(c.error), timeout=30000)
+    assert "went away" in c.error and "draggan serve" in c.error and "as it was" in c.error, c.error
+    assert [n.name() for n in doc.rootNode().childNodes()] == before
+
+
 def test_not_running_says_how_to_start_it(qtbot, tmp_path):
     app, _doc = make_doc(bytes(R * R * 4))
     panel = make_panel(qtbot, app, tmp_path / "missing.json")

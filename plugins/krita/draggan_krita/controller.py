@@ -446,7 +446,10 @@ class EditController(QObject):
             self.session = None
         self.job_id = None
         self._after_open = None
-        self.error = text
+        # A lost link is reported once with what it meant for the document; the send that noticed it fails with
+        # the bare reason right after, which must not replace the fuller message.
+        if not (text and self.error.startswith(text)):
+            self.error = text
         self._set_phase(IDLE, "")
 
     def _close_session(self) -> None:

@@ -83,7 +83,7 @@ class DaemonLink(QObject):
         try:
             return self.client.send(msg_type, content or {}, list(buffers))
         except OSError as exc:
-            self._lose(f"The connection to the daemon broke while sending ({exc}).")
+            self._lose(_gone(exc))
             raise ConnectionError(self.detail) from exc
 
     def models(self) -> list[dict[str, Any]]:
@@ -110,7 +110,7 @@ class DaemonLink(QObject):
         try:
             messages = self.client.poll(0.0)
         except Exception as exc:  # a transport failure or a broken daemon: either way the link is gone
-            self._lose(f"The DragGAN daemon went away ({exc}). Start it again with: {START_COMMAND}")
+            self._lose(_gone(exc))
             return
         for msg in messages:
             if self.state == CONNECTING and msg.parent == self._hello_id:
@@ -208,3 +208,8 @@ class DaemonLink(QObject):
         self.state, self.detail = state, detail
         if changed:
             self.state_changed.emit()
+
+
+def _gone(exc: BaseException) -> str:
+    """What a person reads when the daemon vanished, whether it was noticed while sending or while listening."""
+    return f"The DragGAN daemon went away ({exc}). Start it again with: {START_COMMAND}"
