@@ -8,6 +8,7 @@ from .client import Client, Image, drag_request, image_from_message, layer_sessi
 from .connection import ConnectionInfo, default_connection_file, read_connection_file, write_connection_file
 from .errors import DaemonError, DaemonUnreachable, ProtocolError
 from .framing import Message
+from .outcome import arrival_text, fallback_text, large_region_text
 from .spec import PROTOCOL_VERSION, ErrorCode
 from .transport import TransportError
 
@@ -22,9 +23,12 @@ __all__ = [
     "Message",
     "ProtocolError",
     "TransportError",
+    "arrival_text",
     "default_connection_file",
     "drag_request",
+    "fallback_text",
     "image_from_message",
+    "large_region_text",
     "layer_session_request",
     "read_connection_file",
     "write_connection_file",

@@ -305,10 +305,11 @@ class Client:
         params: dict[str, Any] | None = None,
         preview_every: int = 5,
         preview_seconds: float | None = None,
+        output: str | None = None,
         on_progress: ProgressCallback | None = None,
     ) -> dict[str, Any]:
-        """Drag handles to targets; returns job_done's content (state, steps, handles). Blocks until done."""
-        content, buffers = drag_request(session_id, points, mask, params, preview_every, preview_seconds)
+        """Drag handles to targets; returns job_done's content (state, steps, arrival fields). Blocks until done."""
+        content, buffers = drag_request(session_id, points, mask, params, preview_every, preview_seconds, output)
         return self.run_job("drag", content, buffers, on_progress=on_progress)
 
     def cancel(self, job_id: str) -> dict[str, Any]:
@@ -320,8 +321,18 @@ class Client:
     def reset(self, session_id: str) -> dict[str, Any]:
         return self.request("reset", {"session_id": session_id}).content
 
-    def get_result(self, session_id: str, area: str = "layer", format: str = "RGBA8", timeout: float = 120.0) -> Image:
-        reply = self.request("get_result", {"session_id": session_id, "area": area, "format": format}, timeout=timeout)
+    def get_result(
+        self,
+        session_id: str,
+        area: str = "layer",
+        format: str = "RGBA8",
+        timeout: float = 120.0,
+        output: str | None = None,
+    ) -> Image:
+        content: dict[str, Any] = {"session_id": session_id, "area": area, "format": format}
+        if output is not None:
+            content["output"] = output
+        reply = self.request("get_result", content, timeout=timeout)
         return image_from_message(reply)
 
     def close_session(self, session_id: str) -> dict[str, Any]:
@@ -367,14 +378,23 @@ def drag_request(
     params: dict[str, Any] | None = None,
     preview_every: int = 5,
     preview_seconds: float | None = None,
+    output: str | None = None,
+    invert_preset: str | None = None,
 ) -> tuple[dict[str, Any], list[Any]]:
-    """(content, buffers) of a drag request; `mask` is A8 at layer size, 255 = may change (like a selection)."""
+    """(content, buffers) of a drag request; `mask` is A8 at layer size, 255 = may change (like a selection).
+
+    `output` is `transfer` (the layer's own pixels, moved) or `generator` (the generator's picture); None leaves
+    it to the daemon (transfer from protocol 1.1 on)."""
     content: dict[str, Any] = {
         "session_id": session_id,
         "points": [[float(v) for v in p] for p in points],
         "params": dict(params or {}),
         "preview_every": int(preview_every),
     }
+    if output is not None:
+        content["output"] = str(output)
+    if invert_preset is not None:
+        content["invert_preset"] = str(invert_preset)
     if preview_seconds is not None:
         content["preview_seconds"] = float(preview_seconds)
     buffers: list[Any] = []

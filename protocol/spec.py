@@ -5,7 +5,7 @@ PROTOCOL.md is the normative text; this module is the same facts in code so that
 
 from __future__ import annotations
 
-PROTOCOL_VERSION = "1.0"
+PROTOCOL_VERSION = "1.1"
 PROTOCOL_MAJOR = 1
 
 # Frames after the ZeroMQ routing envelope: [DELIMITER, signature, header, content, *buffers].
@@ -78,5 +78,8 @@ DEFAULT_LIMITS = {
     "max_points": 64,
     "max_steps": 5000,
 }
+
+# How a drag's picture is made (1.1): the layer's own pixels moved by the generator's motion, or its picture.
+OUTPUT_MODES = ("transfer", "generator")
 
 PIXEL_FORMATS = {"RGBA8": 4, "BGRA8": 4, "A8": 1}

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ProtocolError
-from .spec import DEFAULT_LIMITS, PIXEL_FORMATS, REQUEST_TYPES, ErrorCode
+from .spec import DEFAULT_LIMITS, OUTPUT_MODES, PIXEL_FORMATS, REQUEST_TYPES, ErrorCode
 
 _MISSING = object()
 
@@ -179,6 +179,7 @@ SCHEMAS: dict[str, dict[str, F]] = {
         "preview_seconds": F("float", nullable=True, lo=0.0, hi=3600.0),
         "invert_preset": F("str", default="fast", choices=("fast", "quality")),
         "invert_params": F("dict", default={}, schema=_INVERT_PARAMS),
+        "output": F("str", default="transfer", choices=OUTPUT_MODES),
     },
     "cancel": {"job_id": F("str", required=True, max_len=64)},
     "undo": {"session_id": _SESSION},
@@ -187,6 +188,7 @@ SCHEMAS: dict[str, dict[str, F]] = {
         "session_id": _SESSION,
         "area": F("str", default="layer", choices=("layer", "changed")),
         "format": F("str", default="RGBA8", choices=("RGBA8", "BGRA8")),
+        "output": F("str", nullable=True, choices=OUTPUT_MODES),
     },
     "close_session": {"session_id": _SESSION},
     "shutdown": {},

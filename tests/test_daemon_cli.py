@@ -33,7 +33,7 @@ def test_edit_cli_drags_a_png_through_a_running_daemon(tmp_path, capsys):
         rc = edit_cli.main([
             str(tmp_path / "in.png"), "--drag", "30,20:34,22", "--drag", "20,30:18,30", "--mask",
             str(tmp_path / "mask.png"), "--steps", "3", "--invert-steps", "2", "-o", str(tmp_path / "out.png"),
-            "--connection-file", str(conn),
+            "--connection-file", str(conn), "--output-mode", "generator",
         ])  # fmt: skip
     err = capsys.readouterr().err
     assert rc == 0, err
@@ -65,7 +65,7 @@ def test_curve_daemon_accepts_only_curve_clients():
     client_public, client_secret = zmq.curve_keypair()
     with running_daemon(curve_public_key=server_public, curve_secret_key=server_secret) as server:
         with client_for(server, curve=(server_public, client_public, client_secret)) as c:
-            assert c.hello()["protocol_version"] == "1.0"
+            assert c.hello()["protocol_version"] == "1.1"
         with client_for(server) as plain, pytest.raises(DaemonUnreachable):
             plain.hello(timeout=1.0)
 

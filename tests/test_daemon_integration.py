@@ -26,7 +26,7 @@ def pixels_of(img) -> np.ndarray:
 def test_full_seed_session_with_previews_result_and_undo():
     with running_daemon() as server, client_for(server) as c:
         info = c.hello()
-        assert info["protocol_version"] == "1.0" and info["default_model"] == "tiny"
+        assert info["protocol_version"] == "1.1" and info["default_model"] == "tiny"
         assert info["models"][0]["resolution"] == R and info["limits"]["max_points"] == 64
         s = c.open_seed_session(seed=3, offset=(100, 50))
         sid = s["session_id"]
@@ -82,8 +82,9 @@ def test_layer_session_region_invert_drag_and_changed_rect():
         assert {m.content["phase"] for m in inv_events if m.msg_type == "progress"} == {"invert"}
         fit = [(m.content["fit_step"], m.content["fit_steps"]) for m in inv_events if m.msg_type == "progress"]
         assert fit == [(i, 6) for i in range(1, 7)]  # 3 W steps then 3 W+ steps on one scale
-        done = c.drag(sid, [(40, 35, 46, 37)], params={"steps": 4}, preview_every=2)
-        assert done["state"] == "done" and done["steps"] == 4
+        done = c.drag(sid, [(40, 35, 46, 37)], params={"steps": 4}, preview_every=2, output="generator")
+        assert done["state"] == "done" and done["steps"] == 4 and done["output"] == "generator"
+        assert len(done["measured"]) == 1 and done["asked"] == [pytest.approx(np.hypot(6, 2), abs=1e-3)]
 
         whole = c.get_result(sid)
         out = pixels_of(whole)
@@ -97,6 +98,9 @@ def test_layer_session_region_invert_drag_and_changed_rect():
         part = c.get_result(sid, area="changed", format="BGRA8")
         assert part.rect == (20, 15, 40, 40) and part.offset == (23, 19)
         assert np.array_equal(pixels_of(part)[..., [2, 1, 0, 3]], out[15:55, 20:60])
+
+        moved = pixels_of(c.get_result(sid, output="transfer"))  # the same state, the layer's own pixels moved
+        assert np.array_equal(moved[outside], layer[outside]), "transfer changed pixels outside the region"
 
 
 def test_drag_on_a_layer_session_inverts_first():
@@ -205,7 +209,7 @@ def test_wrong_secret_is_dropped_and_the_daemon_keeps_serving():
                 bad.hello(timeout=1.0)
         assert server.stats["dropped_unsigned"] >= 1
         with client_for(server) as good:
-            assert good.hello()["protocol_version"] == "1.0"
+            assert good.hello()["protocol_version"] == "1.1"
 
 
 def test_another_clients_session_and_job_are_untouchable():

@@ -24,7 +24,7 @@ from draggan_protocol.validation import check_image_buffer, validate_request
 SIGNER = Signer(b"secret")
 
 
-def frames_for(msg_type="hello", content=None, buffers=(), version="1.0", signer=SIGNER):
+def frames_for(msg_type="hello", content=None, buffers=(), version=spec.PROTOCOL_VERSION, signer=SIGNER):
     header = make_header(msg_type, "client-1")
     header["version"] = version
     return encode(header, content or {}, list(buffers), signer)
@@ -63,7 +63,7 @@ def test_newer_major_version_is_refused_with_a_specific_code():
     with pytest.raises(ProtocolError) as err:
         decode(frames_for(version="2.0"), SIGNER)
     assert err.value.code == spec.ErrorCode.UNSUPPORTED_VERSION
-    assert err.value.details["supported"] == "1.0"
+    assert err.value.details["supported"] == "1.1"
     assert err.value.parent_id  # the reply can point at the request
 
 

@@ -169,7 +169,9 @@ class DragOptimizer:
         self._feat0: torch.Tensor | None = None  # supervised features of the starting latent (mask reference)
         self._mask_region: MaskRegion | None = None
         self._fresh = False  # the latent has not moved since the templates were read
+        self._anchored = False  # the handles follow the measure, not the tracker (see `run`)
         self.steps_taken = 0
+        self.reanchored = 0  # how often a claimed arrival was refuted by the measure (see `run`)
 
     # ------------------------------------------------------------------------------------------------------
     # State.
@@ -299,7 +301,7 @@ class DragOptimizer:
         local = self.config.local_features and self._mask_region is None
         image, feat = self._synthesise(ws, render=render_preview, regions=self._regions() if local else None)
         guarded = [False] * len(self.handles)
-        if not (self._fresh and self.config.tracking == "subpixel"):
+        if not ((self._fresh and self.config.tracking == "subpixel") or self._anchored):
             # The official code tracks on every step, the first included (where it finds the handle itself).
             tracks = track_points(feat.detach(), self._templates, self.handles, self.image_size, self._tracking)
             self.handles = [t.position for t in tracks]
@@ -336,6 +338,24 @@ class DragOptimizer:
             guarded=guarded,
         )
 
+    def _verify(
+        self, report: StepReport, verify: Callable[[int, torch.Tensor], list[Point]], distance: float | None
+    ) -> StepReport:
+        """Measure the handles; done only if every one is within `distance`. Once refuted, the handles follow the
+        measure: they are placed where it found their content and the tracker is not asked again."""
+        image = report.image if report.image is not None else self.render()
+        measured = verify(report.step, image)
+        stop = self.resolved.stop_distance if distance is None else float(distance)
+        arrived = all(math.dist(m, t) <= stop for m, t in zip(measured, self.targets, strict=True))
+        if arrived and not self._anchored:
+            return report
+        top = self.image_size - 1.0
+        self.handles = [(min(max(x, 0.0), top), min(max(y, 0.0), top)) for x, y in measured]
+        if not arrived:
+            self.reanchored += int(not self._anchored)
+            self._anchored = True
+        return replace(report, done=arrived, handles=list(self.handles))
+
     def run(
         self,
         on_step: Callable[[StepReport], None] | None = None,
@@ -343,13 +363,26 @@ class DragOptimizer:
         preview_every: int = 0,
         preview_seconds: float | None = None,
         max_steps: int | None = None,
+        verify: Callable[[int, torch.Tensor], list[Point]] | None = None,
+        verify_distance: float | None = None,
+        verify_every: int = 3,
+        max_verifications: int = 100,
     ) -> StepReport:
         """Step until every handle arrives, the step cap is reached, or `should_stop()` says so (checked
         before each step). A preview image rides on every `preview_every`-th report and/or on the first
-        report after `preview_seconds`; when previews are on, the last report carries the final image."""
+        report after `preview_seconds`; when previews are on, the last report carries the final image.
+
+        `verify(step, image)` is an independent measure of where each handle's content is (model pixels). When
+        the tracker claims arrival it is asked; where the content is still farther than `verify_distance` (model
+        pixels; default the stop distance), the claim is refuted and from then on the handles follow the measure
+        (every `verify_every` steps, tracking off): the tracker can slide ahead of a picture that smears rather
+        than moves, and then motion supervision would push from the wrong place. At most `max_verifications`
+        measures are taken (they cost a render and an optical flow each); the caller's final measure says how
+        far the drag got."""
         cap = self.config.max_steps if max_steps is None else int(max_steps)
         last_preview = time.monotonic()
         report: StepReport | None = None
+        checks = 0
         for i in range(cap):
             if should_stop is not None and should_stop():
                 break
@@ -360,6 +393,10 @@ class DragOptimizer:
             report = self.step(render_preview=want)
             if want:
                 last_preview = now
+            due = report.done or (self._anchored and self.steps_taken % max(1, verify_every) == 0)
+            if due and verify is not None and checks < max_verifications:
+                checks += 1
+                report = self._verify(report, verify, verify_distance)
             if on_step is not None:
                 on_step(report)
             if report.done:

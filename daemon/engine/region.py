@@ -373,8 +373,11 @@ def _selection_weight(sel: np.ndarray, feather: float, open_sides: tuple[bool, b
     return ramp * (sel.astype(np.float32) / 255.0)
 
 
-def blend_weight(prepared: PreparedRegion, layer_alpha: np.ndarray) -> np.ndarray:
-    """Per-pixel weight of the edit inside the region ([h, w] float32 in [0, 1]); exactly 0 where nothing may change."""
+def blend_weight(prepared: PreparedRegion, layer_alpha: np.ndarray | None) -> np.ndarray:
+    """Per-pixel weight of the edit inside the region ([h, w] float32 in [0, 1]); exactly 0 where nothing may change.
+
+    With `layer_alpha`, fully transparent pixels get 0 (the generator's picture has no alpha to give them); motion
+    transfer passes None, because moved content may cover pixels that were transparent."""
     m = prepared.map
     x, y, w, h = m.region
     f = prepared.feather
@@ -384,8 +387,14 @@ def blend_weight(prepared: PreparedRegion, layer_alpha: np.ndarray) -> np.ndarra
     weight = wy[:, None] * wx[None, :]
     if prepared.selection is not None:
         weight = weight * _selection_weight(prepared.selection, f, open_sides)
-    weight[layer_alpha == 0] = 0.0
+    if layer_alpha is not None:
+        weight[layer_alpha == 0] = 0.0
     return weight.astype(np.float32)
+
+
+def picture_u8(edited: torch.Tensor, res: int) -> np.ndarray:
+    """A generator picture ([1, 3, R, R] in [-1, 1]) as [R, R, 3] uint8, rounded as every result is."""
+    return np.asarray(_edited_rgb(edited, res))
 
 
 def _edited_rgb(edited: torch.Tensor, res: int) -> Image.Image:
@@ -428,6 +437,37 @@ def composite(layer_rgba: np.ndarray, edited: torch.Tensor, prepared: PreparedRe
     old = target[..., :3].astype(np.float32)
     mixed = np.rint(old + weight[..., None] * (fg - old)).astype(np.uint8)
     target[..., :3] = np.where(weight[..., None] > 0, mixed, target[..., :3])
+    return out
+
+
+def composite_moved(layer_rgba: np.ndarray, moved: np.ndarray, prepared: PreparedRegion) -> np.ndarray:
+    """The whole layer with `moved` (the region's pixels after motion transfer, [h, w, 4]) feathered into the region.
+
+    Blended in premultiplied alpha (moved content may change alpha); a pixel whose weight is 0 or whose moved value
+    equals the layer's stays bit-identical, and so does everything outside the region."""
+    layer = _as_rgba(layer_rgba)
+    m = prepared.map
+    x, y, w, h = m.region
+    if layer.shape[:2] != (m.layer_height, m.layer_width) or moved.shape != (h, w, 4):
+        raise EngineInputError(f"moved pixels {moved.shape} do not fit the region {m.region} of the prepared layer")
+    out = layer.copy()
+    target = out[y : y + h, x : x + w]
+    weight = blend_weight(prepared, None)
+    changed = (weight > 0) & (moved != target).any(axis=2)
+    if not changed.any():
+        return out
+    wgt = weight[changed][:, None]
+    old = target[changed].astype(np.float32)
+    new = moved[changed].astype(np.float32)
+    old_a, new_a = old[:, 3:4] / 255.0, new[:, 3:4] / 255.0
+    a = old_a + wgt * (new_a - old_a)
+    premul = old[:, :3] * old_a + wgt * (new[:, :3] * new_a - old[:, :3] * old_a)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rgb = np.where(a > 0, premul / np.maximum(a, 1e-6), old[:, :3])
+    mixed = np.empty_like(old)
+    mixed[:, :3] = np.clip(rgb, 0.0, 255.0)
+    mixed[:, 3:4] = a * 255.0
+    target[changed] = np.rint(mixed).astype(np.uint8)
     return out
 
 

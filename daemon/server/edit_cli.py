@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from draggan_protocol import Client, DaemonError, DaemonUnreachable, Message
+from draggan_protocol import Client, DaemonError, DaemonUnreachable, Message, arrival_text, drag_request, fallback_text
+from draggan_protocol.spec import OUTPUT_MODES
 
 
 def parse_pair(text: str) -> tuple[float, float, float, float]:
@@ -59,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", help="model name (see the daemon's list); default: the daemon's default")
     p.add_argument("-o", "--output", required=True, help="output PNG")
+    p.add_argument(
+        "--output-mode",
+        choices=OUTPUT_MODES,
+        default="transfer",
+        help="transfer: your own pixels, moved by the generator's motion (default); generator: the generator's picture",
+    )
     p.add_argument("--connection-file", help="daemon connection file (default: the standard location)")
     p.add_argument("--in-process", action="store_true", help="always start a private daemon in this process")
     p.add_argument("--builtin-test-model", action="store_true", help="with an in-process daemon: the test model")
@@ -177,20 +184,12 @@ def main(argv: list[str] | None = None) -> int:
             img.tobytes(), img.width, img.height, region=args.region, model=args.model, name=Path(args.input).name
         )
         sid = session["session_id"]
-        content = {
-            "session_id": sid,
-            "points": [list(p) for p in args.drag],
-            "params": params,
-            "preview_every": 0,
-            "invert_preset": args.invert_preset,
-        }
+        content, buffers = drag_request(
+            sid, args.drag, mask_bytes, params, 0, output=args.output_mode, invert_preset=args.invert_preset
+        )
         if args.invert_steps is not None:
             n = args.invert_steps
             content["invert_params"] = {"w_steps": n, "wplus_steps": n, "pti_steps": n}
-        buffers = []
-        if mask_bytes is not None:
-            content["mask"] = {"format": "A8", "buffer": 0}
-            buffers.append(mask_bytes)
         t0 = time.monotonic()
         done = client.run_job("drag", content, buffers, on_progress=bar.on_message)
         bar.end()
@@ -198,10 +197,13 @@ def main(argv: list[str] | None = None) -> int:
         client.close_session(sid)
         out = Image.frombytes("RGBA", (result.width, result.height), result.pixels)
         out.save(args.output)
-        handles = ", ".join(f"({x:.1f},{y:.1f})" for x, y in done.get("handles", []))
+        steps = int(done.get("steps", 0))
+        handles = ", ".join(f"({x:.1f},{y:.1f})" for x, y in done.get("measured", done.get("handles", [])))
+        extra = fallback_text(done)
         print(
-            f"draggan edit: {done.get('state')} after {done.get('steps')} steps in "
-            f"{time.monotonic() - t0:.1f} s; handles now at {handles}; wrote {args.output}",
+            f"draggan edit: {done.get('state')} after {steps} step{'' if steps == 1 else 's'} in "
+            f"{time.monotonic() - t0:.1f} s. {arrival_text(done)}; the handles' content is now at {handles}. "
+            f"Wrote {args.output}" + (f". {extra}" if extra else ""),
             file=sys.stderr,
         )
         return 0 if done.get("state") == "done" else 1

@@ -10,13 +10,18 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
+from draggan_daemon.engine.arrival import arrival
+from draggan_daemon.engine.drag import DragConfig
 from draggan_daemon.engine.errors import EngineInputError
+from draggan_daemon.engine.region import picture_u8
+from draggan_daemon.engine.transfer import Rendered, estimate_motion, measure_points, render_layer
 
 from .logs import event
 from .models import ModelRegistry
@@ -110,7 +115,7 @@ class EngineOps:
     def drag(
         self, s: Session, args: dict[str, Any], buffers: list[Any], job_id: str, progress: Progress, stop: ShouldStop
     ) -> dict[str, Any]:
-        from draggan_daemon.engine.drag import DragConfig, DragOptimizer
+        from draggan_daemon.engine.drag import DragOptimizer
 
         if not s.inverted:
             inv_args = {"preset": args.get("invert_preset", "fast"), "params": args.get("invert_params") or {}}
@@ -152,11 +157,18 @@ class EngineOps:
                 raise EngineInputError(f"the handle at ({lx:g}, {ly:g}) lies outside the edited region")
         t_m = [(min(max(x, 0.0), res - 1.0), min(max(y, 0.0), res - 1.0)) for x, y in t_m]
 
+        output = str(args.get("output", "transfer"))
+        focus = [*state.focus, *((hx, hy, tx, ty) for (hx, hy), (tx, ty) in zip(h_m, t_m, strict=True))]
+        meter = _ArrivalMeter(self, s, state, prepared, output, handles, targets, h_m, to_layer, focus)
+
         params = {k: v for k, v in (args.get("params") or {}).items() if v is not None}
         steps = int(params.pop("steps", 200))
         if "r2" in params:
             params["r2"] = max(1, int(round(params["r2"])))
         config = DragConfig(max_steps=steps, **params)
+        # One arrival criterion: the tracker stops where the measure would accept arrival (in layer pixels).
+        meter.set_stop(config.resolve(res).stop_distance)
+        config.stop_distance = meter.stop_layer / meter.layer_per_model
         G = state.generator
         opt = DragOptimizer(G, state.ws.clone(), config)
         opt.set_points(h_m, t_m, mask.to(self.device) if mask is not None else None)
@@ -179,7 +191,9 @@ class EngineOps:
             }
             frames: list[Any] = []
             if rep.image is not None:
-                content["preview"], frames = self._image_payload(s, rep.image, prepared, "changed", "RGBA8")
+                rendered, report = meter.at(rep.step, rep.image, render=True)
+                content.update(report)
+                content["preview"], frames = self._layer_payload(s, rendered.layer, "changed", "RGBA8")
             progress(content, frames)
 
         final = opt.run(
@@ -188,18 +202,31 @@ class EngineOps:
             preview_every=int(args.get("preview_every", 0)),
             preview_seconds=args.get("preview_seconds"),
             max_steps=steps,
+            verify=meter.verify,
         )
         cancelled = stop() and not final.done
+        outcome = meter.unmoved()
         if steps_run > 0:
             with torch.no_grad():
                 image = opt.render()
             s.push(
-                EditState(ws=opt.ws.detach().clone(), generator=G, prepared=prepared, image=image, handles=last_handles)
+                EditState(
+                    ws=opt.ws.detach().clone(),
+                    generator=G,
+                    prepared=prepared,
+                    image=image,
+                    handles=last_handles,
+                    output=output,
+                    focus=focus,
+                )
             )
+            outcome = meter.at(opt.steps_taken, image, render=False)[1]
         return {
             "state": "cancelled" if cancelled else "done",
             "steps": int(steps_run),
-            "reached": bool(final.done),
+            **outcome,
+            "tracker_reached": bool(final.done),
+            "reanchored": int(opt.reanchored),
             "handles": [list(p) for p in last_handles],
             "targets": [list(p) for p in targets],
             "loss": float(final.loss),
@@ -208,28 +235,28 @@ class EngineOps:
         }
 
     # ------------------------------------------------------------------ result
-    def result(self, s: Session, area: str, fmt: str) -> tuple[dict[str, Any], list[Any]]:
+    def result(self, s: Session, area: str, fmt: str, output: str | None = None) -> tuple[dict[str, Any], list[Any]]:
         state = s.current()
         if state is None:  # a layer session not yet inverted: nothing changed
             rect = (0, 0, s.width, s.height) if area == "layer" else tuple(s.prepared.map.region)
             x, y, w, h = rect
             pixels = np.ascontiguousarray(s.layer[y : y + h, x : x + w])
             return self._describe(s, pixels, rect, fmt)
-        if state.image is None:
-            with torch.no_grad():
-                state.image = state.generator.synthesis.run(state.ws, render_image=True)[0]
-        desc, frames = self._image_payload(s, state.image, state.prepared, area, fmt)
-        return desc, frames
+        rendered = self.picture(s, _rendered_image(state), state.prepared, output or state.output, state.focus)
+        return self._layer_payload(s, rendered.layer, area, fmt)
 
-    def _image_payload(
-        self, s: Session, image: torch.Tensor, prepared: Any, area: str, fmt: str
-    ) -> tuple[dict[str, Any], list[Any]]:
-        if s.source == "seed":
-            return self._describe(s, tensor_to_rgba(image), (0, 0, s.width, s.height), fmt)
-        from draggan_daemon.engine.region import composite
+    def picture(self, s: Session, image: torch.Tensor, prepared: Any, output: str, focus: list) -> Rendered:
+        """The session's layer as it looks with generator picture `image`, made in `output` mode; `focus` is
+        every pair dragged since the fit (model pixels), which the motion is limited around."""
+        if s.source == "seed":  # the "layer" is the generator's own picture
+            return Rendered(tensor_to_rgba(image), "generator", None, None)
+        prepared = prepared if prepared is not None else s.prepared
+        res = s.resolution
+        fitted = picture_u8(_rendered_image(s.history[0]), res)
+        return render_layer(s.layer, fitted, picture_u8(image, res), prepared, output, focus=focus)
 
-        full = composite(s.layer, image, prepared if prepared is not None else s.prepared)
-        if area == "layer":
+    def _layer_payload(self, s: Session, full: np.ndarray, area: str, fmt: str) -> tuple[dict[str, Any], list[Any]]:
+        if area == "layer" or s.prepared is None:
             return self._describe(s, full, (0, 0, s.width, s.height), fmt)
         x, y, w, h = s.prepared.map.region
         return self._describe(s, np.ascontiguousarray(full[y : y + h, x : x + w]), (x, y, w, h), fmt)
@@ -247,6 +274,88 @@ class EngineOps:
             "buffer": 0,
         }
         return desc, [rgba_to_frame(pixels, fmt)]
+
+
+def _rendered_image(state: EditState) -> torch.Tensor:
+    if state.image is None:
+        with torch.no_grad():
+            state.image = state.generator.synthesis.run(state.ws, render_image=True)[0]
+    return state.image
+
+
+class _ArrivalMeter:
+    """One drag's pictures and measured arrival: the motion from the drag's start picture to a step's picture says
+    where the content under each start handle went (the tracker is not asked). Caches by step, so a preview, the
+    optimiser's arrival check and the final report of one step share one motion estimate."""
+
+    def __init__(
+        self,
+        ops: EngineOps,
+        s: Session,
+        start: EditState,
+        prepared: Any,
+        output: str,
+        handles: list[tuple[float, float]],
+        targets: list[tuple[float, float]],
+        handles_model: list[tuple[float, float]],
+        to_layer: Callable[[Any], list[tuple[float, float]]],
+        focus: list[tuple[float, float, float, float]],
+    ) -> None:
+        self.focus = focus
+        self.ops, self.s, self.prepared, self.output = ops, s, prepared, output
+        self.handles, self.targets, self.handles_model, self.to_layer = handles, targets, handles_model, to_layer
+        self.res = s.resolution
+        self.start_pic = picture_u8(_rendered_image(start), self.res)
+        # The session's fitted picture is the transfer's reference; when this drag starts there, one field serves both.
+        self.same_start = start is s.history[0]
+        scale = 1.0 if s.source == "seed" else s.prepared.map.side / self.res
+        self.layer_per_model = scale
+        self.set_stop(DragConfig().resolve(self.res).stop_distance)
+        self._cache: dict[int, tuple[Rendered | None, list[tuple[float, float]], str | None]] = {}
+
+    def set_stop(self, stop_model: float) -> None:
+        """Arrival tolerance in layer pixels: the drag's stop distance scaled to the layer, but never more than a
+        quarter of the shortest asked move (one model pixel is 5 layer pixels on a 320-px crop of a 64-px model,
+        and "reached" must not mean "moved 7 of 12 px"), and never under one layer pixel."""
+        asked = [math.dist(h, t) for h, t in zip(self.handles, self.targets, strict=True)]
+        moving = [a for a in asked if a > 0]
+        stop = stop_model * self.layer_per_model
+        if moving:
+            stop = min(stop, 0.25 * min(moving))
+        self.stop_layer = max(1.0, stop) if stop_model > 0 else 0.0
+
+    def _measure(self, step: int, image: torch.Tensor, render: bool) -> tuple[Rendered | None, list, str | None]:
+        hit = self._cache.get(step)
+        if hit is not None and (hit[0] is not None or not render):
+            return hit
+        rendered = self.ops.picture(self.s, image, self.prepared, self.output, self.focus) if render else None
+        motion = rendered.motion if rendered is not None and self.same_start else None
+        if motion is None:
+            keep = None if self.prepared is None or self.prepared.mask is None else self.prepared.mask.cpu().numpy()
+            motion = estimate_motion(self.start_pic, picture_u8(image, self.res), keep=keep, focus=self.focus)
+        measured = measure_points(motion, self.handles_model)
+        fallback = rendered.fallback if rendered is not None else None
+        self._cache = {step: (rendered, measured, fallback)}
+        return self._cache[step]
+
+    def verify(self, step: int, image: torch.Tensor) -> list[tuple[float, float]]:
+        """Measured handle positions in model pixels (the optimiser's arrival check)."""
+        return self._measure(step, image, render=False)[1]
+
+    def at(self, step: int, image: torch.Tensor, render: bool) -> tuple[Rendered | None, dict[str, Any]]:
+        """(the layer picture when `render`, the arrival fields) at a step."""
+        rendered, measured, fallback = self._measure(step, image, render)
+        return rendered, self._fields(measured, rendered.output if rendered else self.output, fallback)
+
+    def unmoved(self) -> dict[str, Any]:
+        return self._fields(list(self.handles_model), self.output, None)
+
+    def _fields(self, measured_model: list, output: str, fallback: str | None) -> dict[str, Any]:
+        report = arrival(self.handles, self.targets, self.to_layer(measured_model), self.stop_layer)
+        fields = {**report.fields(), "reached": report.reached, "output": output}
+        if fallback:
+            fields["fallback"] = fallback
+        return fields
 
 
 def _identity(points: Any) -> list[tuple[float, float]]:

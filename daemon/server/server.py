@@ -21,7 +21,7 @@ import zmq
 from draggan_protocol.errors import ProtocolError
 from draggan_protocol.framing import SignatureError, decode, encode, make_header
 from draggan_protocol.signing import Signer
-from draggan_protocol.spec import DEFAULT_LIMITS, PROTOCOL_VERSION, REQUEST_TYPES, ErrorCode
+from draggan_protocol.spec import DEFAULT_LIMITS, OUTPUT_MODES, PROTOCOL_VERSION, REQUEST_TYPES, ErrorCode
 from draggan_protocol.validation import check_image_buffer, validate_request
 
 from .engine_ops import EngineOps, inversion_available
@@ -294,7 +294,13 @@ class DaemonServer:
             "heartbeat_interval": self.config.heartbeat_interval,
             "client_timeout": self.config.client_timeout,
             "session_idle_timeout": self.config.session_idle_timeout,
-            "capabilities": {"invert": inversion_available(), "formats": ["RGBA8", "BGRA8"], "seed_sessions": True},
+            "capabilities": {
+                "invert": inversion_available(),
+                "formats": ["RGBA8", "BGRA8"],
+                "seed_sessions": True,
+                "outputs": list(OUTPUT_MODES),
+                "measured_arrival": True,
+            },
             "queue_length": self.worker.queue_length(),
         }
 

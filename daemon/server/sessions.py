@@ -31,6 +31,8 @@ class EditState:
     prepared: Any | None = None
     image: torch.Tensor | None = None  # [1, 3, R, R] render of ws, cached
     handles: list[tuple[float, float]] | None = None  # last handle positions (layer coordinates)
+    output: str = "transfer"  # how the drag that made this state asked its picture to be made
+    focus: list[tuple[float, float, float, float]] = field(default_factory=list)  # all pairs so far (model pixels)
 
 
 @dataclass

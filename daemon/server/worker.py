@@ -270,7 +270,9 @@ class Worker:
                 self._release(task)
                 self.post(task.owner, "open_session_reply", content, [], task.request_id)
             elif task.kind == "result":
-                desc, frames = self.ops.result(s, task.content["area"], task.content["format"])
+                desc, frames = self.ops.result(
+                    s, task.content["area"], task.content["format"], task.content.get("output")
+                )
                 self._release(task)
                 self.post(task.owner, "get_result_reply", {"status": "ok", **desc}, frames, task.request_id)
             else:

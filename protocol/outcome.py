@@ -1,0 +1,70 @@
+"""Plain words for how far a drag got, from the daemon's arrival fields (PROTOCOL.md §6, drag, 1.1).
+
+One wording for every client (Krita, GIMP, `draggan edit`), so a painter reads the same sentence everywhere. The
+daemon measures where the content under each start handle went (its motion field, not the point tracker), and
+this module only turns those numbers into words; it never re-decides arrival.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+LARGE_REGION_FACTOR = 8.0
+"""A region this many times the model's side or more gets a warning: the motion comes from a much smaller picture."""
+
+
+def _floats(values: Any) -> list[float]:
+    if not isinstance(values, Sequence) or isinstance(values, (str, bytes)):
+        return []
+    out = []
+    for v in values:
+        try:
+            out.append(float(v))
+        except (TypeError, ValueError):
+            return []
+    return out
+
+
+def _px(v: float) -> str:
+    return f"{v:.0f}" if abs(v) >= 9.5 else f"{v:.1f}".rstrip("0").rstrip(".")
+
+
+def arrival_text(content: Mapping[str, Any]) -> str:
+    """One sentence on where the handles are, e.g. "Handles moved 7 of 12 px and 11 of 14 px (not reached)".
+
+    Falls back to the tracker's claim, said as such, when a 1.0 daemon sent no measured fields.
+    """
+    asked = _floats(content.get("asked"))
+    moved = _floats(content.get("moved"))
+    remaining = _floats(content.get("remaining"))
+    if not asked or len(asked) != len(moved) or len(asked) != len(remaining):
+        if content.get("reached"):
+            return "The point tracker says the handles arrived (this daemon does not measure arrival)"
+        return "The handles did not reach their targets"
+    parts = [f"{_px(max(m, 0.0))} of {_px(a)} px" for m, a in zip(moved, asked, strict=True)]
+    worst = max(remaining)
+    noun = "Handle" if len(asked) == 1 else "Handles"
+    joined = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    if content.get("reached"):
+        return f"Targets reached: {noun.lower()} moved {joined} (within {_px(worst)} px)"
+    return f"{noun} moved {joined}; not reached ({_px(worst)} px still to go)"
+
+
+def fallback_text(content: Mapping[str, Any]) -> str:
+    """A sentence when the daemon showed the generator's picture instead of the layer's own pixels, else ""."""
+    reason = content.get("fallback")
+    if not reason:
+        return ""
+    return f"The generator's picture was used instead of your pixels here: {reason}"
+
+
+def large_region_text(region_side: float, model_resolution: int) -> str:
+    """A warning when the region is many times the model's size, else ""."""
+    if model_resolution <= 0 or region_side < LARGE_REGION_FACTOR * model_resolution:
+        return ""
+    factor = region_side / model_resolution
+    return (
+        f"The region is {factor:.0f}× the model's {model_resolution}-px picture: your pixels are kept and moved, "
+        "but motion and any new content come from that small picture, so expect soft detail where it changes."
+    )
