@@ -37,6 +37,11 @@ from .region import PreparedRegion, composite, composite_moved
 
 Estimator = Literal["dis", "farneback"]
 ESTIMATORS: tuple[str, ...] = ("dis", "farneback")
+ESTIMATOR = "dis"
+"""The estimator the daemon uses (benchmarks/edit_quality.py compares them; the README says which won)."""
+
+APPEARANCE = 1.0
+"""How much of the generator's appearance change is added where motion does not explain it (0 = motion only)."""
 
 MIN_MOTION = 0.1
 """Model pixels: shorter vectors become zero, up to twice that they fade in (flow noise on flat areas is this size)."""
@@ -173,7 +178,7 @@ def estimate_motion(
     *,
     keep: np.ndarray | None = None,
     focus: Sequence[Sequence[float]] | None = None,
-    estimator: str = "dis",
+    estimator: str | None = None,
 ) -> MotionField:
     """The regularised motion from `start` to `dragged` (square uint8 RGB generator pictures of one size).
 
@@ -214,6 +219,7 @@ def estimate_motion(
     A = cv2.resize(a_rgb, (size, size), interpolation=interp)
     B = cv2.resize(b_rgb, (size, size), interpolation=interp)
     ga, gb = cv2.cvtColor(A, cv2.COLOR_RGB2GRAY), cv2.cvtColor(B, cv2.COLOR_RGB2GRAY)
+    estimator = estimator or ESTIMATOR
     fwd = _flow(ga, gb, estimator)
     bwd = _flow(gb, ga, estimator)
     if not (np.isfinite(fwd).all() and np.isfinite(bwd).all()):
@@ -253,6 +259,7 @@ def estimate_motion(
     if free is not None:
         new_content = new_content * free
     new_content[new_content < 1e-3] = 0.0
+    new_content = new_content * APPEARANCE
     residual = (residual * new_content[..., None]).astype(np.float32)
     return field(backward=bwd, forward=fwd, confidence=conf_b, new_content=new_content, residual=residual)
 
@@ -277,30 +284,43 @@ def focus_weight(pairs: Sequence[Sequence[float]], res: int, size: int) -> np.nd
 
 
 def measure_points(motion: MotionField, points: Sequence[Sequence[float]]) -> list[tuple[float, float]]:
-    """Where the content under each start point (model pixels) went, by the forward field (model pixels).
+    """Where the content under each start point (model pixels) went, in model pixels.
 
-    The field is averaged over a disk of one model pixel around each point, so one noisy vector cannot decide.
+    Read off the backward field, the one the layer is warped with, so the reported position is where the
+    result shows that content: the x with x + backward(x) = start, found by fixed-point iteration from the
+    forward field's answer (each vector averaged over a one-model-pixel disk, so one noisy vector cannot decide).
     """
     if not len(points):
         return []
     k = motion.work_per_model
-    work = motion.model_to_work(points)
+    top = motion.size - 1.0
     radius = max(1, int(round(k)))
-    offs = [
-        (dx, dy)
-        for dy in range(-radius, radius + 1)
-        for dx in range(-radius, radius + 1)
-        if dx * dx + dy * dy <= radius * radius
-    ]
+    offs = np.array(
+        [
+            (dx, dy)
+            for dy in range(-radius, radius + 1)
+            for dx in range(-radius, radius + 1)
+            if dx * dx + dy * dy <= radius * radius
+        ],
+        np.float32,
+    )
+
+    def sample(field: np.ndarray, at: np.ndarray) -> np.ndarray:
+        xs = np.clip(at[0] + offs[:, 0], 0, top)[None]
+        ys = np.clip(at[1] + offs[:, 1], 0, top)[None]
+        vals = cv2.remap(field, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).reshape(-1, 2)
+        return np.median(vals, axis=0)
+
     out = []
-    top = motion.size - 1
-    for (wx, wy), (px, py) in zip(work, points, strict=True):
-        xs = np.clip(np.array([wx + dx for dx, _ in offs], np.float32), 0, top)
-        ys = np.clip(np.array([wy + dy for _, dy in offs], np.float32), 0, top)
-        samples = cv2.remap(
-            motion.forward, xs[None], ys[None], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-        ).reshape(-1, 2)
-        dx, dy = np.median(samples, axis=0) / k
+    for start, (px, py) in zip(motion.model_to_work(points), points, strict=True):
+        x = start + sample(motion.forward, start)
+        for _ in range(8):
+            nxt = start - sample(motion.backward, x)
+            if float(np.abs(nxt - x).max()) < 1e-3:
+                x = nxt
+                break
+            x = nxt
+        dx, dy = (x - start) / k
         out.append((float(px) + float(dx), float(py) + float(dy)))
     return out
 
@@ -395,7 +415,7 @@ def render_layer(
     dragged: np.ndarray,
     prepared: PreparedRegion,
     output: str = "transfer",
-    estimator: str = "dis",
+    estimator: str | None = None,
     focus: Sequence[Sequence[float]] | None = None,
 ) -> Rendered:
     """The whole layer after a drag: `start`/`dragged` are the fitted and dragged generator pictures ([R, R, 3]
