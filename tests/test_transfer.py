@@ -218,3 +218,18 @@ def test_a_drag_stopped_early_says_not_reached_with_its_measured_distance():
     assert done["reached"] is False and done["asked"] == [20.0]
     assert done["remaining"][0] > done["stop_distance"] and done["remaining"][0] > 20.0 - done["moved"][0] - 1e-6
     assert "not reached" in arrival_text(done)
+
+
+def test_a_large_layer_keeps_its_own_pixels_and_only_the_dragged_part_is_computed():
+    """A 4000 x 3000 layer without a selection: the result is the layer at full resolution, changed only near
+    the drag (the generator's 64-px picture is never pasted over the rest)."""
+    h, w = 3000, 4000
+    layer = np.dstack([np.tile(_texture(300, 400, seed=9), (10, 10, 1)), np.full((h, w), 255, np.uint8)])
+    prepared = prepare_region(layer, RES)
+    start = _model_picture(prepared)
+    out = render_layer(layer, start, _shift(start, 1.0, 0.0), prepared, focus=[(20.0, 20.0, 22.0, 20.0)]).layer
+    changed = (out != layer).any(axis=2)
+    ys, xs = np.nonzero(changed)
+    assert changed.any() and changed.mean() < 0.2  # the focus: about 10 model pixels around the pair
+    scale = prepared.map.side / RES
+    assert xs.max() < prepared.map.x0 + 40 * scale and ys.max() < prepared.map.y0 + 40 * scale

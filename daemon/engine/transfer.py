@@ -98,9 +98,6 @@ class MotionField:
         """Longest backward vector, in model pixels."""
         return float(np.sqrt((self.backward**2).sum(axis=2)).max()) / self.work_per_model
 
-    def is_zero(self) -> bool:
-        return not self.backward.any() and not self.residual.any()
-
 
 # ----------------------------------------------------------------------------------------------------------
 # Estimation.
@@ -354,31 +351,38 @@ def transfer_region(
     sampled (bicubic, premultiplied alpha) from the whole layer, so content may come in from outside the region.
     """
     x0, y0, side = crop
-    x, y, w, h = region
+    rx, ry, rw, rh = region
     height, width = layer_rgba.shape[:2]
-    original = layer_rgba[y : y + h, x : x + w]
-    if motion.is_zero():
-        return original.copy()
+    out = layer_rgba[ry : ry + rh, rx : rx + rw].copy()
+    active = (motion.backward != 0).any(axis=2) | (motion.residual != 0).any(axis=2)
+    rows, cols = np.flatnonzero(active.any(axis=1)), np.flatnonzero(active.any(axis=0))
+    if rows.size == 0:
+        return out
+    # Only the layer pixels under the active part of the field are computed (a drag moves a small part of a
+    # large layer): its bounding box, one work pixel wider for the bilinear reach, in layer pixels.
+    layer_per_work = side / motion.size
+    x = max(rx, int(math.floor(x0 + (cols[0] - 1) * layer_per_work)))
+    y = max(ry, int(math.floor(y0 + (rows[0] - 1) * layer_per_work)))
+    x1 = min(rx + rw, int(math.ceil(x0 + (cols[-1] + 2) * layer_per_work)))
+    y1 = min(ry + rh, int(math.ceil(y0 + (rows[-1] + 2) * layer_per_work)))
+    if x1 <= x or y1 <= y:
+        return out
+    w, h = x1 - x, y1 - y
     work_per_layer = motion.size / side
-    box = (
-        (x - x0) * work_per_layer,
-        (y - y0) * work_per_layer,
-        (x + w - x0) * work_per_layer,
-        (y + h - y0) * work_per_layer,
-    )
+    box = ((x - x0) * work_per_layer, (y - y0) * work_per_layer, (x1 - x0) * work_per_layer, (y1 - y0) * work_per_layer)
     disp = _resize_field(motion.backward, box, w, h) / work_per_layer  # layer pixels
-    moving = (disp != 0).any(axis=2)
     residual = _resize_field(motion.residual, box, w, h) if motion.residual.any() else None
-    changing = moving if residual is None else moving | (residual != 0).any(axis=2)
+    changing = (disp != 0).any(axis=2)
+    if residual is not None:
+        changing |= (residual != 0).any(axis=2)
     if not changing.any():
-        return original.copy()
+        return out
 
     reach = int(math.ceil(float(np.abs(disp).max()))) + 3
     sx0, sy0 = max(0, x - reach), max(0, y - reach)
-    sx1, sy1 = min(width, x + w + reach), min(height, y + h + reach)
+    sx1, sy1 = min(width, x1 + reach), min(height, y1 + reach)
     src = layer_rgba[sy0:sy1, sx0:sx1].astype(np.float32)
-    alpha = src[..., 3:4] / 255.0
-    src[..., :3] *= alpha  # premultiplied, so transparent colours never bleed in
+    src[..., :3] *= src[..., 3:4] / 255.0  # premultiplied, so transparent colours never bleed in
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
     map_x = xs + (x - sx0) + disp[..., 0]
     map_y = ys + (y - sy0) + disp[..., 1]
@@ -388,10 +392,11 @@ def transfer_region(
         rgb = np.where(a > 0, warped[..., :3] * 255.0 / np.maximum(a, 1e-6), 0.0)
     if residual is not None:
         rgb = rgb + residual
-    out = np.empty((h, w, 4), np.uint8)
-    out[..., :3] = np.rint(np.clip(rgb, 0.0, 255.0))
-    out[..., 3] = np.rint(a[..., 0])
-    out[~changing] = original[~changing]
+    moved = np.empty((h, w, 4), np.uint8)
+    moved[..., :3] = np.rint(np.clip(rgb, 0.0, 255.0))
+    moved[..., 3] = np.rint(a[..., 0])
+    part = out[y - ry : y1 - ry, x - rx : x1 - rx]
+    part[changing] = moved[changing]
     return out
 
 
