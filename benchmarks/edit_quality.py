@@ -222,7 +222,15 @@ def fetch_layer(client, session_id: str, mode: str, width: int, height: int) -> 
     return np.frombuffer(img.pixels, np.uint8).reshape(height, width, 4).copy(), seconds
 
 
-def run_case(client, case: heldout_faces.Case, modes: list[str], steps: int, preset: str) -> dict[str, Any]:
+def run_case(
+    client,
+    case: heldout_faces.Case,
+    modes: list[str],
+    steps: int,
+    preset: str,
+    drag_params: dict[str, Any] | None = None,
+    preview_every: int = 5,
+) -> dict[str, Any]:
     from draggan_protocol.client import drag_request
 
     layer = np.ascontiguousarray(case.layer)
@@ -242,7 +250,8 @@ def run_case(client, case: heldout_faces.Case, modes: list[str], steps: int, pre
         far = far_mask(case.region, points, 40.0 * case.side / 256)
         record["fit_psnr_far_db"] = round(psnr(crop(layer, case.region), crop(fitted, case.region), far), 2)
         for mode in modes:
-            content, buffers = drag_request(sid, case.pairs, params={"steps": steps}, preview_every=0)
+            params = {"steps": steps, **(drag_params or {})}
+            content, buffers = drag_request(sid, case.pairs, params=params, preview_every=preview_every)
             content["output"] = mode
             t0 = time.perf_counter()
             done = client.run_job("drag", content, buffers, silence_timeout=300)
@@ -442,6 +451,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--sheet", type=Path, help="also write a contact sheet PNG (original and each mode's result)")
     p.add_argument(
+        "--preview-every", type=int, default=5, help="a preview every k steps, as the plugins ask (0 = none)"
+    )
+    p.add_argument(
+        "--drag-set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a drag parameter (protocol params), e.g. measured_arrival=false; JSON values",
+    )
+    p.add_argument(
         "--transfer-set",
         action="append",
         default=[],
@@ -451,6 +470,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     from draggan_daemon.engine import transfer
+
+    drag_params: dict[str, Any] = {}
+    for item in args.drag_set:
+        name, _, value = item.partition("=")
+        try:
+            drag_params[name] = json.loads(value)
+        except json.JSONDecodeError:
+            p.error(f'--drag-set {item}: the value must be JSON (true, 3, 0.5, "w")')
 
     for item in args.transfer_set:
         name, _, value = item.partition("=")
@@ -505,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
         for i, case in enumerate(cases):
             order = modes if i % 2 == 0 else modes[::-1]
             try:
-                rec = run_case(client, case, order, args.steps, args.invert_preset)
+                rec = run_case(client, case, order, args.steps, args.invert_preset, drag_params, args.preview_every)
             except DaemonError as exc:
                 print(f"edit_quality: warning: {case.name}: the daemon refused ({exc}); skipped", file=sys.stderr)
                 continue
@@ -556,9 +583,19 @@ def main(argv: list[str] | None = None) -> int:
             "psnr_far_radius": "40 px x side / 256 (side = the region's longer side)",
             "flow": "OpenCV DIS, preset MEDIUM, original layer -> result, median over a disk of 4 px x side / 256",
             "psnr_cap_db": PSNR_CAP,
+            "drag_params": drag_params,
+            "preview_every": args.preview_every,
             "transfer_settings": {
                 k: getattr(transfer, k)
-                for k in ("ESTIMATOR", "APPEARANCE", "WORK_MIN", "MIN_MOTION", "FOCUS_INNER", "RESIDUAL_RANGE")
+                for k in (
+                    "ESTIMATOR",
+                    "APPEARANCE",
+                    "WORK_MIN",
+                    "MIN_MOTION",
+                    "FOCUS_INNER",
+                    "RESIDUAL_RANGE",
+                    "WARP_INTERPOLATION",
+                )
             },
         },
         "goals_transfer": GOALS,

@@ -140,6 +140,7 @@ _DRAG_PARAMS = {
     "r2": F("float", lo=0.5, hi=256.0),
     "stop_distance": F("float", lo=0.0, hi=1e4),
     "seed": F("int", lo=0, hi=2**32 - 1),
+    "measured_arrival": F("bool"),
 }
 _INVERT_PARAMS = {
     "w_steps": F("int", lo=0, hi=L["max_steps"]),

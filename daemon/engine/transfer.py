@@ -61,6 +61,9 @@ FOCUS_INNER = 0.08
 UNSURE_FULL = 0.5
 """Forward–backward unsureness (1 − confidence) at which appearance change is taken in full."""
 
+WARP_INTERPOLATION = cv2.INTER_CUBIC
+"""How the layer is resampled where it moves (OpenCV flag): bicubic keeps detail and does not ring."""
+
 WORK_MIN = 128
 """Smallest grid the flow is estimated on (pictures are upsampled to it)."""
 
@@ -386,7 +389,7 @@ def transfer_region(
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
     map_x = xs + (x - sx0) + disp[..., 0]
     map_y = ys + (y - sy0) + disp[..., 1]
-    warped = cv2.remap(src, map_x, map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    warped = cv2.remap(src, map_x, map_y, WARP_INTERPOLATION, borderMode=cv2.BORDER_REPLICATE)
     a = np.clip(warped[..., 3:4], 0.0, 255.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         rgb = np.where(a > 0, warped[..., :3] * 255.0 / np.maximum(a, 1e-6), 0.0)

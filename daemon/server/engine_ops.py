@@ -163,6 +163,7 @@ class EngineOps:
 
         params = {k: v for k, v in (args.get("params") or {}).items() if v is not None}
         steps = int(params.pop("steps", 200))
+        check_arrival = bool(params.pop("measured_arrival", True))
         if "r2" in params:
             params["r2"] = max(1, int(round(params["r2"])))
         config = DragConfig(max_steps=steps, **params)
@@ -202,7 +203,7 @@ class EngineOps:
             preview_every=int(args.get("preview_every", 0)),
             preview_seconds=args.get("preview_seconds"),
             max_steps=steps,
-            verify=meter.verify,
+            verify=meter.verify if check_arrival else None,
         )
         cancelled = stop() and not final.done
         outcome = meter.unmoved()
