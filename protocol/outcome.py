@@ -42,7 +42,7 @@ def arrival_text(content: Mapping[str, Any]) -> str:
         if content.get("reached"):
             return "The point tracker says the handles arrived (this daemon does not measure arrival)"
         return "The handles did not reach their targets"
-    parts = [f"{_px(max(m, 0.0))} of {_px(a)} px" for m, a in zip(moved, asked, strict=True)]
+    parts = [f"{_px(max(m, 0.0) + 0.0)} of {_px(a)} px" for m, a in zip(moved, asked, strict=True)]
     worst = max(remaining)
     noun = "Handle" if len(asked) == 1 else "Handles"
     joined = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]

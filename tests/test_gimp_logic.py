@@ -1,4 +1,5 @@
-"""The GIMP plug-in's pure logic, without GIMP: path strokes to pairs, pixel buffers, parameters, the installer."""
+"""The GIMP plug-in's pure logic, without GIMP: path strokes to pairs, pixel buffers, parameters, the outcome's
+wording (with a scripted daemon), the installer."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from gimp_env import PLUGIN_DIR  # also puts the plug-in folder on sys.path
 
 from draggan_gimp import pairs as P  # isort: skip
 from draggan_gimp import params, pixels  # isort: skip
+from draggan_gimp import runner  # isort: skip
+from draggan_gimp.errors import PluginError  # isort: skip
 from draggan_gimp.runner import describe_daemon, model_names, progress_text, selection_mask  # isort: skip
 
 
@@ -137,6 +140,178 @@ def test_progress_text_and_daemon_description() -> None:
     info = {"device": "cpu", "protocol_version": "1.0", "models": [{"name": "emoji64"}, {"name": "ffhq"}]}
     assert describe_daemon(info) == "running on cpu, protocol 1.0, models: emoji64, ffhq"
     assert model_names(info) == ["emoji64", "ffhq"]
+
+
+# ---------------------------------------------------------------- output mode
+def test_output_parameter_defaults_to_keeping_the_layers_pixels() -> None:
+    from draggan_protocol.client import drag_request
+    from draggan_protocol.spec import OUTPUT_MODES
+    from draggan_protocol.validation import validate_request
+
+    p = params.BY_NAME["output"]
+    assert p.kind == "choice" and p.default == "transfer" and p.in_dialog
+    assert tuple(p.nicks()) == OUTPUT_MODES  # every mode the protocol has, nothing else
+    labels = {c.nick: c.label for c in p.choices}
+    assert labels == {"transfer": "Keep my pixels (move them)", "generator": "Generator's picture"}
+    assert "your layer's own pixels" in p.blurb and "generator's own picture" in p.blurb
+    assert params.PARAMS[0] is p  # first in the dialog: it decides what the result is made of
+    assert params.RunSettings.from_values({}).output == "transfer"
+    assert params.RunSettings.from_values({"output": "Generator"}).output == "generator"
+    with pytest.raises(PluginError, match="'output' must be one of transfer, generator"):
+        params.RunSettings.from_values({"output": "gan"})
+    for mode in OUTPUT_MODES:  # what run_drag sends is a valid drag request
+        content, _ = drag_request("s", [(1, 2, 3, 4)], output=mode)
+        assert validate_request("drag", content)["output"] == mode
+
+
+# ---------------------------------------------------------------- outcome wording
+DONE_REACHED = {
+    "state": "done",
+    "steps": 40,
+    "reached": True,
+    "tracker_reached": True,
+    "asked": [8.0, 12.0],
+    "moved": [7.6, 11.4],
+    "remaining": [0.8, 1.2],
+    "stop_distance": 1.5,
+    "output": "transfer",
+}
+DONE_SHORT = {**DONE_REACHED, "reached": False, "moved": [7.0, 4.2], "remaining": [1.2, 7.9]}
+
+
+def test_outcome_words_follow_the_measured_arrival() -> None:
+    reached = runner.outcome_text(DONE_REACHED)
+    assert reached == "Targets reached: handles moved 7.6 of 8 px and 11 of 12 px (within 1.2 px)."
+    short = runner.outcome_text(DONE_SHORT)  # the tracker claims arrival; the measure says otherwise
+    assert short == "Handles moved 7 of 8 px and 4.2 of 12 px; not reached (7.9 px still to go)."
+    assert "reached:" not in short.lower() and "Targets reached" not in short
+    fell_back = runner.outcome_text({**DONE_SHORT, "output": "generator", "fallback": "the motion was not finite"})
+    assert fell_back.startswith(short) and fell_back.endswith(
+        "The generator's picture was used instead of your pixels here: the motion was not finite."
+    )
+    # A 1.0 daemon measures nothing: its tracker's claim is said as such, never as "targets reached".
+    old = runner.outcome_text({"state": "done", "steps": 9, "reached": True})
+    assert "Targets reached" not in old and "point tracker" in old
+    assert "did not reach" in runner.outcome_text({"state": "done", "steps": 9, "reached": False})
+    assert not runner.has_arrival({"step": 3, "handles": [[1, 2]]}) and runner.has_arrival(DONE_SHORT)
+
+
+def test_progress_text_shows_the_latest_measured_progress() -> None:
+    event = {"phase": "drag", "step": 10, "max_steps": 40, "asked": [12.0], "moved": [5.0], "remaining": [7.0]}
+    fraction, text = progress_text(event, 200, event)
+    assert fraction == 0.25
+    assert text == "DragGAN: step 10 of 40 – Handle moved 5 of 12 px; not reached (7 px still to go)"
+    assert progress_text({"phase": "drag", "step": 11, "max_steps": 40}, 200)[1] == "DragGAN: step 11 of 40"
+
+
+def test_large_region_warning() -> None:
+    assert runner.region_warning({"region": [0, 0, 600, 300], "resolution": 64}).startswith(
+        "The region is 9× the model's 64-px picture"
+    )
+    assert runner.region_warning({"region": [0, 0, 256, 256], "resolution": 64}) == ""
+    assert runner.region_warning({"resolution": 64}) == ""  # a seed session has no region
+    assert runner.region_warning({"region": [0, 0, 4200, 3000], "resolution": 512}) != ""
+
+
+class ScriptedClient:
+    """Stands in for the protocol client: answers run_drag's requests from a script of daemon messages.
+
+    A drag's events and job_done arrive in the same poll as its reply, as a fast job's can over a real socket.
+    """
+
+    def __init__(self, session: dict, events: list[dict], done: dict, size: tuple[int, int]) -> None:
+        self.session, self.events, self.done, self.size = session, events, done, size
+        self.sent: list[tuple[str, dict]] = []
+        self.inbox: list = []
+
+    def _msg(self, msg_type: str, content: dict, parent: str, buffers=()):
+        from draggan_protocol.framing import Message
+
+        return Message(msg_type, content, {"msg_id": f"d{len(self.inbox)}", "parent": parent}, list(buffers))
+
+    def send(self, msg_type: str, content: dict | None = None, buffers=()) -> str:
+        msg_id = f"c{len(self.sent)}"
+        self.sent.append((msg_type, dict(content or {})))
+        if msg_type == "open_session":
+            self.inbox.append(self._msg("open_session_reply", self.session, msg_id))
+        elif msg_type == "drag":
+            self.inbox.append(self._msg("drag_reply", {"job_id": "j1"}, msg_id))
+            for e in self.events:
+                self.inbox.append(self._msg("progress", {"job_id": "j1", "phase": "drag", **e}, msg_id))
+            self.inbox.append(self._msg("job_done", {"job_id": "j1", **self.done}, msg_id))
+        elif msg_type == "get_result":
+            w, h = self.size
+            image = {"width": w, "height": h, "format": "RGBA8", "rect": [0, 0, w, h], "offset": [0, 0], "buffer": 0}
+            self.inbox.append(self._msg("get_result_reply", image, msg_id, [bytes(w * h * 4)]))
+        return msg_id
+
+    def poll(self, timeout: float = 0.0) -> list:
+        out, self.inbox = self.inbox, []
+        return out
+
+    def daemon_silent_for(self) -> float:
+        return 0.0
+
+    def request(self, msg_type: str, content: dict | None = None, buffers=(), timeout: float = 30.0):
+        self.sent.append((msg_type, dict(content or {})))
+        return self._msg(msg_type + "_reply", {}, "")
+
+
+class Told:
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self.messages: list[str] = []
+
+    def status(self, text: str) -> None:
+        self.texts.append(text)
+
+    def progress(self, fraction: float, text: str) -> None:
+        self.texts.append(text)
+
+    def preview(self, image) -> None:
+        pass
+
+    def message(self, text: str) -> None:
+        self.messages.append(text)
+
+    def stop_requested(self) -> bool:
+        return False
+
+
+def _scripted_run(done: dict, region_side: int, output: str = "transfer"):
+    w = h = region_side
+    session = {"session_id": "s1", "resolution": 64, "region": [0, 0, w, h], "width": w, "height": h}
+    measured = {"asked": [8.0, 12.0], "moved": [3.0, 2.5], "remaining": [5.0, 9.4], "stop_distance": 1.5}
+    events = [
+        {"step": 5, "max_steps": 40, **measured},
+        {"step": 6, "max_steps": 40},  # no preview on this step: the text keeps the last measure
+    ]
+    client = ScriptedClient(session, events, done, (w, h))
+    layer = runner.LayerInput(bytes(w * h * 4), w, h)
+    pairs = P.strokes_to_pairs([[(10, 10), (10, 2)], [(30, 30), (42, 30)]], size=(w, h)).pairs
+    told = Told()
+    settings = params.RunSettings.from_values({"output": output, "steps": 40})
+    outcome = runner.run_drag(client, layer, None, pairs, settings, told)
+    return client, told, outcome
+
+
+def test_a_run_says_how_far_the_handles_really_went() -> None:
+    client, told, outcome = _scripted_run(DONE_SHORT, 96)
+    drag = next(c for t, c in client.sent if t == "drag")
+    assert drag["output"] == "transfer" and drag["preview_seconds"] == runner.MEASURE_SECONDS
+    step5 = "DragGAN: step 5 of 40 – Handles moved 3 of 8 px and 2.5 of 12 px; not reached (9.4 px still to go)"
+    assert step5 in told.texts
+    assert step5.replace("step 5", "step 6") in told.texts
+    assert not outcome.reached and outcome.summary == runner.outcome_text(DONE_SHORT)
+    assert told.texts[-1] == "DragGAN: " + outcome.summary
+    assert not any("Targets reached" in t for t in told.texts)
+    assert told.messages == [] and outcome.warnings == []  # 96 px is not many times a 64-px model
+
+    client, told, outcome = _scripted_run(DONE_REACHED, 600, output="generator")
+    assert next(c for t, c in client.sent if t == "drag")["output"] == "generator"
+    assert outcome.reached and told.texts[-1].startswith("DragGAN: Targets reached: handles moved")
+    assert len(told.messages) == 1 and told.messages == outcome.warnings
+    assert told.messages[0].startswith("The region is 9× the model's 64-px picture")
 
 
 # ---------------------------------------------------------------- installer

@@ -29,6 +29,7 @@ class Recorder:
     def __init__(self, stop_after: int | None = None) -> None:
         self.events: list[tuple[float, str]] = []
         self.statuses: list[str] = []
+        self.messages: list[str] = []
         self.stop_after = stop_after
 
     def status(self, text: str) -> None:
@@ -39,6 +40,9 @@ class Recorder:
 
     def preview(self, image) -> None:
         pass
+
+    def message(self, text: str) -> None:
+        self.messages.append(text)
 
     def stop_requested(self) -> bool:
         return self.stop_after is not None and len(self.events) >= self.stop_after
@@ -76,16 +80,21 @@ def test_connect_explains_a_missing_or_silent_daemon(tmp_path: Path) -> None:
     assert time.monotonic() - t0 < 3.0
 
 
-def test_seed_drag_returns_the_result_and_reports_steps(daemon) -> None:
+@pytest.mark.parametrize("output", ["transfer", "generator"])
+def test_seed_drag_returns_the_result_and_reports_steps(daemon, output: str) -> None:
     conn = runner.connect(_settings(daemon))
     assert runner.model_names(conn.hello) == ["builtin-test"]
     rec = Recorder()
-    out = runner.run_drag(conn.client, NO_LAYER, None, PAIRS, _settings(daemon, steps=4), rec)
+    out = runner.run_drag(conn.client, NO_LAYER, None, PAIRS, _settings(daemon, steps=4, output=output), rec)
     conn.close()
     assert out.state == "done" and 1 <= out.steps <= 4 and out.phases == ["drag"]
     assert (out.image.width, out.image.height, out.image.offset) == (64, 64, (5, 7))
     assert len(out.image.pixels) == 64 * 64 * 4 and len(out.handles) == 2
-    assert rec.events[-1][1] == f"DragGAN: step {out.steps} of 4"
+    assert rec.events[-1][1].startswith(f"DragGAN: step {out.steps} of 4")
+    # The outcome in words, as the daemon measured it: "Targets reached" only when job_done says reached.
+    assert out.summary and rec.statuses[-1] == "DragGAN: " + out.summary
+    assert out.summary.startswith("Targets reached") == out.reached
+    assert rec.messages == []  # a seed session has no region to warn about
 
 
 def test_a_drag_the_daemon_stops_by_itself_is_an_error(daemon) -> None:
@@ -149,6 +158,7 @@ class Feedback:
     def progress(self, fraction, text):
         print("STEP", text, flush=True)
     def preview(self, image): pass
+    def message(self, text): pass
     def stop_requested(self): return False
 
 pairs = strokes_to_pairs([[(20.0, 40.0), (16.0, 35.0)]], size=(64, 64)).pairs

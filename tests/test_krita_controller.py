@@ -8,9 +8,10 @@ to a few steps so each test takes a second or two.
 from __future__ import annotations
 
 import threading
+from types import SimpleNamespace
 
 import pytest
-from fake_krita.support import use_fake_krita
+from fake_krita.support import gradient_bgra, use_fake_krita
 
 use_fake_krita()
 
@@ -23,6 +24,7 @@ from draggan_krita.document import PREVIEW_LAYER, KritaDocument  # noqa: E402
 from draggan_krita.geometry import Pair  # noqa: E402
 from draggan_krita.link import OFFLINE, READY, DaemonLink  # noqa: E402
 from draggan_protocol.connection import ConnectionInfo, write_connection_file  # noqa: E402
+from draggan_protocol.outcome import arrival_text  # noqa: E402
 from PyQt5.QtCore import QByteArray  # noqa: E402
 from test_daemon_support import TEST_RESOLUTION, client_for, running_daemon  # noqa: E402
 
@@ -86,6 +88,19 @@ def wait_ready(qtbot, panel):
     qtbot.waitUntil(lambda: panel.link.state == READY, timeout=10000)
 
 
+def record_requests(panel) -> list[tuple[str, dict]]:
+    """Every request the panel sends from now on, as (type, content), still sent to the daemon."""
+    sent: list[tuple[str, dict]] = []
+    original = panel.link.send
+
+    def send(msg_type, content=None, buffers=()):
+        sent.append((msg_type, dict(content or {})))
+        return original(msg_type, content, buffers)
+
+    panel.link.send = send
+    return sent
+
+
 def test_drag_preview_apply_and_undo(qtbot, daemon, seed_image):
     app, doc = make_app_doc = make_doc(seed_image)
     kdoc = KritaDocument(doc)
@@ -100,6 +115,7 @@ def test_drag_preview_apply_and_undo(qtbot, daemon, seed_image):
     assert "1 pair" in panel.points_label.text() and panel.pairs_list.count() == 1
     src = doc.rootNode().childNodes()[0]
     before = bytes(src.pixelData(0, 0, R, R))
+    sent = record_requests(panel)
 
     panel.drag_button.click()
     c = panel.controller
@@ -107,7 +123,12 @@ def test_drag_preview_apply_and_undo(qtbot, daemon, seed_image):
     qtbot.waitUntil(lambda: c.phase == ctl.DONE or bool(c.error), timeout=30000)
     assert not c.error, c.error
     assert c.last_done["steps"] == 12 and c.previews_shown == 4
-    assert "Done after 12 steps" in panel.status_label.text() and panel.apply_button.isEnabled()
+    drags = [content for kind, content in sent if kind == "drag"]
+    assert len(drags) == 1 and drags[0]["output"] == "transfer" and drags[0]["params"]["steps"] == 12
+    status = panel.status_label.text()
+    assert status.startswith("Done after 12 steps. ") and panel.apply_button.isEnabled()
+    assert arrival_text(c.last_done) in status and "targets reached)" not in status
+    assert not panel.warning_label.isVisibleTo(panel)  # a 32-px layer on a 32-px model: nothing to warn about
     preview = kdoc.preview_layer()
     assert preview is not None
     assert bytes(preview.pixelData(0, 0, R, R)) != before
@@ -140,9 +161,11 @@ def test_selection_is_sent_as_mask_and_region(qtbot, daemon, seed_image):
     KritaDocument(doc).add_arrows([Pair(12, 14, 17, 14)])
     panel = make_panel(qtbot, app, daemon.connection_file)
     panel.steps_spin.setValue(6)
+    panel.output_combo.setCurrentIndex(panel.output_combo.findData("generator"))
     wait_ready(qtbot, panel)
     panel.observe()
     assert "the selection, 14×12 at (8, 8)" in panel.region_label.text()
+    sent = record_requests(panel)
     panel.drag_button.click()
     c = panel.controller
     qtbot.waitUntil(lambda: c.phase == ctl.DONE or bool(c.error), timeout=30000)
@@ -158,6 +181,7 @@ def test_selection_is_sent_as_mask_and_region(qtbot, daemon, seed_image):
             changed_inside += inside and not same
             changed_outside += (not inside) and not same
     assert changed_outside == 0 and changed_inside > 0
+    assert [content["output"] for kind, content in sent if kind == "drag"] == ["generator"]
 
 
 def test_queue_position_is_shown_while_another_job_runs(qtbot, daemon, seed_image):
@@ -313,10 +337,19 @@ def test_parameters_are_remembered(qtbot, tmp_path):
     panel.steps_spin.setValue(77)
     panel.lr_spin.setValue(0.004)
     panel.mask_spin.setValue(5.5)
+    assert panel.output_combo.currentData() == "transfer" and panel.params.output == "transfer"  # the default
+    assert panel.output_combo.currentText() == "Keep my pixels (move them)"
+    tip = panel.output_combo.toolTip()
+    assert "your own layer" in tip and "Generator's picture" in tip
+    panel.output_combo.setCurrentIndex(panel.output_combo.findData("generator"))
+    assert store.values["output"] == "generator"
     panel2 = make_panel(qtbot, app, tmp_path / "none.json", store)
     assert panel2.steps_spin.value() == 77 and panel2.lr_spin.value() == pytest.approx(0.004)
     assert panel2.mask_spin.value() == pytest.approx(5.5) and panel2.advanced_toggle.isChecked()
     assert panel2.params.drag_params() == {"steps": 77, "lr": pytest.approx(0.004), "mask_weight": 5.5}
+    assert panel2.output_combo.currentText() == "Generator's picture" and panel2.params.output == "generator"
+    store.values["output"] = "sideways"  # a hand-edited value: back to the default
+    assert make_panel(qtbot, app, tmp_path / "none.json", store).params.output == "transfer"
 
 
 def test_settings_through_krita_and_qsettings(tmp_path):
@@ -365,3 +398,70 @@ def test_model_list_names_tall_models(qtbot, tmp_path, monkeypatch):
     panel._fill_models()
     labels = [panel.model_combo.itemText(i) for i in range(panel.model_combo.count())]
     assert labels == ["daemon default", "faces (512 px)", "humans (256×512 px, padded)"]
+
+
+# ---------------------------------------------------------------------------------------------- the words
+ARRIVAL = {"asked": [12.0, 14.0], "moved": [7.0, 11.0], "remaining": [5.2, 3.0], "stop_distance": 1.0}
+
+
+def progress_event(job_id: str, step: int, **fields) -> SimpleNamespace:
+    content = {"job_id": job_id, "phase": "drag", "step": step, "max_steps": 200, "loss": 0.5, **fields}
+    return SimpleNamespace(msg_type="progress", content=content, buffers=[], parent=None)
+
+
+def test_measured_progress_and_outcome_in_plain_words(qtbot, tmp_path):
+    """What the docker says for a 1.1 daemon's events: the measured progress while dragging, then the measured
+    outcome (not the tracker's claim), a fallback, and the right grammar for one step."""
+    app, _doc = make_doc(bytes(R * R * 4))
+    panel = make_panel(qtbot, app, tmp_path / "none.json")
+    c = panel.controller
+    c.phase, c.job_id = ctl.DRAGGING, "j1"
+    c._on_progress(progress_event("j1", 5))  # a step without a preview: no measurement yet
+    assert panel.status_label.text() == "Dragging… step 5 of 200, loss 0.5"
+    c._on_progress(progress_event("j1", 10, output="transfer", **ARRIVAL))
+    measured = "Handles moved 7 of 12 px and 11 of 14 px; not reached (5.2 px still to go)."
+    assert panel.status_label.text() == "Dragging… step 10 of 200. " + measured
+    c._on_progress(progress_event("j1", 11))  # later steps keep the latest measurement
+    assert panel.status_label.text().startswith("Dragging… step 11 of 200. Handles moved 7 of 12 px")
+
+    # Not reached, although the point tracker claims it: the measured words win.
+    c.last_done = {"state": "done", "steps": 37, "reached": False, "tracker_reached": True, "output": "transfer"}
+    c.last_done.update(ARRIVAL)
+    done = c._done_text()
+    assert done.startswith("Done after 37 steps. Handles moved 7 of 12 px and 11 of 14 px; not reached (5.2 px")
+    assert "targets reached" not in done.lower() and done.endswith("Reset discards it.")
+    # Reached, by the measurement.
+    c.last_done = {"state": "done", "steps": 1, "reached": True, "output": "transfer", "stop_distance": 1.0}
+    c.last_done.update(asked=[9.0], moved=[8.4], remaining=[0.7])
+    done = c._done_text()
+    assert done.startswith("Done after 1 step. Targets reached: handle moved 8.4 of 9 px (within 0.7 px). Apply")
+    # Stopped early, with a fallback to the generator's picture.
+    c.last_done = {"state": "cancelled", "steps": 4, "reached": False, "output": "generator", **ARRIVAL}
+    c.last_done["fallback"] = "the motion field was not finite"
+    done = c._done_text()
+    assert done.startswith("Stopped after 4 steps. Handles moved 7 of 12 px")
+    assert "The generator's picture was used instead of your pixels here: the motion field was not finite." in done
+    # A 1.0 daemon: no measurement, said as such.
+    c.last_done = {"state": "done", "steps": 20, "reached": True}
+    done = c._done_text()
+    assert "point tracker says the handles arrived" in done and "older daemon" in done
+
+
+def test_large_region_warning_when_the_session_opens(qtbot, daemon):
+    """A 256-px layer on the 32-px test model (8×): the docker warns once the daemon has opened the session."""
+    side = 8 * R
+    app = krita.Krita.reset()
+    doc = app.createDocument(side, side, "big", "RGBA", "U8", "", 72.0)
+    app.setActiveDocument(doc)
+    doc.rootNode().childNodes()[0].setPixelData(QByteArray(gradient_bgra(side, side)), 0, 0, side, side)
+    panel = make_panel(qtbot, app, daemon.connection_file)
+    wait_ready(qtbot, panel)
+    assert not panel.warning_label.isVisibleTo(panel)
+    panel.fit_button.click()
+    c = panel.controller
+    qtbot.waitUntil(lambda: c.session is not None, timeout=30000)
+    assert (c.session.region_side, c.session.resolution) == (side, R)
+    assert panel.warning_label.isVisibleTo(panel)
+    assert panel.warning_label.text().startswith(f"The region is 8× the model's {R}-px picture: your pixels are kept")
+    qtbot.waitUntil(lambda: c.phase == ctl.IDLE, timeout=30000)
+    assert panel.warning_label.isVisibleTo(panel) and not c.error

@@ -89,6 +89,8 @@ def run_case(name, case):
     else:
         new_layer = result.index(1)
         out["steps"] = int(result.index(2))
+        out["reached"] = bool(result.index(3))
+        out["outcome"] = str(result.index(4))
         out["new_layer"] = {
             "name": new_layer.get_name(),
             "size": [new_layer.get_width(), new_layer.get_height()],

@@ -38,11 +38,20 @@ def _add_arguments(procedure: Gimp.Procedure) -> None:
             procedure.add_double_argument(p.name, p.label, p.blurb, p.minimum, p.maximum, p.default, RW)
         elif p.kind == "boolean":
             procedure.add_boolean_argument(p.name, p.label, p.blurb, p.default, RW)
+        elif p.kind == "choice":
+            choice = Gimp.Choice.new()
+            for number, c in enumerate(p.choices):
+                choice.add(c.nick, number, c.label, c.help)
+            procedure.add_choice_argument(p.name, p.label, p.blurb, choice, p.default, RW)
         else:
             procedure.add_string_argument(p.name, p.label, p.blurb, p.default, RW)
     procedure.add_path_argument("path", "Path", "Path whose strokes are the drags (none: the selected path)", True, RW)
     procedure.add_layer_return_value("layer", "Layer", "The new layer holding the result", True, RW)
     procedure.add_int_return_value("steps", "Steps", "Optimisation steps the drag took", 0, 1000000, 0, RW)
+    procedure.add_boolean_return_value(
+        "reached", "Reached", "Every handle's content arrived at its target (as the daemon measured it)", False, RW
+    )
+    procedure.add_string_return_value("outcome", "Outcome", "How far the handles really moved, in plain words", "", RW)
 
 
 def _error(procedure: Gimp.Procedure, text: str) -> Gimp.ValueArray:
@@ -51,12 +60,17 @@ def _error(procedure: Gimp.Procedure, text: str) -> Gimp.ValueArray:
     )
 
 
-def _success(procedure: Gimp.Procedure, layer: Gimp.Layer, steps: int) -> Gimp.ValueArray:
+def _success(procedure: Gimp.Procedure, layer: Gimp.Layer, outcome) -> Gimp.ValueArray:
     values = procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
-    values.remove(1)
-    values.insert(1, GObject.Value(Gimp.Layer, layer))
-    values.remove(2)
-    values.insert(2, GObject.Value(GObject.TYPE_INT, int(steps)))
+    returned = (
+        GObject.Value(Gimp.Layer, layer),
+        GObject.Value(GObject.TYPE_INT, int(outcome.steps)),
+        GObject.Value(GObject.TYPE_BOOLEAN, bool(outcome.reached)),
+        GObject.Value(GObject.TYPE_STRING, outcome.summary),
+    )
+    for index, value in enumerate(returned, start=1):
+        values.remove(index)
+        values.insert(index, value)
     return values
 
 
@@ -116,13 +130,13 @@ def _drag(procedure, run_mode, image, drawables, config):
         run = settings()
         if conn is None:
             conn = runner.connect(run)
-        return _run(procedure, image, layer, pairs.pairs, run, conn)
+        return _run(procedure, image, layer, pairs.pairs, run, conn, run_mode != Gimp.RunMode.NONINTERACTIVE)
     finally:
         if conn is not None:
             conn.close()
 
 
-def _run(procedure, image, layer, pairs, run, conn):
+def _run(procedure, image, layer, pairs, run, conn, interactive):
     from draggan_gimp import gimp_io, runner
     from draggan_gimp.watchdog import Watchdog
 
@@ -149,7 +163,13 @@ def _run(procedure, image, layer, pairs, run, conn):
         if watchdog is not None:
             watchdog.close()
     Gimp.displays_flush()
-    return _success(procedure, result, outcome.steps)
+    # How far the handles really went (never "reached" unless they did): a message for a person at the dialog;
+    # scripts and batch runs get it as the 'outcome' return value and on stderr, not a message per call.
+    if interactive:
+        Gimp.message(outcome.summary)
+    else:
+        print(f"DragGAN: {outcome.summary}", file=sys.stderr, flush=True)
+    return _success(procedure, result, outcome)
 
 
 class DragGan(Gimp.PlugIn):

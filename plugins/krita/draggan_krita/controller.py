@@ -9,6 +9,9 @@ signal, so Krita stays responsive. Phases:
 A session on the daemon is kept while the same layer, area and pixels are edited, so a second drag continues from
 the first and the (slow) fit happens once. The source layer is only ever read; previews and results go to their
 own layer. When anything fails the preview layer is removed and the reason is shown in plain words.
+
+How far a drag got is said with the daemon's measured arrival (where the content under each handle really went,
+protocol 1.1), in the wording of `draggan_protocol.outcome` that every client shares.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from draggan_protocol.client import drag_request
+from draggan_protocol.outcome import arrival_text, fallback_text, large_region_text
 from PyQt5.QtCore import QObject, QTimer, pyqtSignal
 
 from . import geometry
@@ -61,6 +66,23 @@ class Session:
     rect: geometry.Rect
     model: str
     inverted: bool = False
+    region_side: int = 0  # the longer side of the region the daemon edits, layer pixels
+    resolution: int = 0  # the model's
+
+
+def has_arrival(content: dict[str, Any]) -> bool:
+    """Whether a drag event carries the measured arrival fields (a 1.1 daemon's preview steps and job_done)."""
+    return all(isinstance(content.get(k), (list, tuple)) for k in ("asked", "moved", "remaining"))
+
+
+def steps_text(n: int) -> str:
+    return f"{n} step{'s' if n != 1 else ''}"
+
+
+def sentence(text: str) -> str:
+    """`text` ending with a full stop (the shared wording comes without one), or "" for nothing."""
+    text = text.strip()
+    return text if not text or text.endswith((".", "!", "?")) else text + "."
 
 
 class EditController(QObject):
@@ -81,6 +103,7 @@ class EditController(QObject):
         self.source_id: str | None = None  # the paint layer last seen active
         self.job_id: str | None = None
         self.last_done: dict[str, Any] = {}
+        self.arrival: dict[str, Any] = {}  # the latest drag event with measured arrival fields
         self.previews_shown = 0
         self._pending: dict[str, str] = {}  # msg_id -> what the reply is for
         self._after_open: str | None = None  # "fit" | "drag" once the session is open
@@ -97,6 +120,14 @@ class EditController(QObject):
     @property
     def busy(self) -> bool:
         return self.phase in BUSY_PHASES
+
+    @property
+    def warning(self) -> str:
+        """A standing caution about the open edit (a region many times the model's size), else ""."""
+        s = self.session
+        if s is None or not s.resolution:
+            return ""
+        return large_region_text(s.region_side, s.resolution)
 
     def document(self) -> KritaDocument | None:
         doc = self.app.activeDocument()
@@ -249,20 +280,22 @@ class EditController(QObject):
                 kdoc = self.document()
                 dx, dy = -s.rect[0], -s.rect[1]
                 points = [p.shifted(dx, dy).as_list() for p in self._pairs]
-                content = {
-                    "session_id": s.session_id,
-                    "points": points,
-                    "params": self.params.drag_params(),
-                    "preview_every": self.params.preview_every,
-                    "invert_preset": self.params.invert_preset,
-                }
+                content, buffers = drag_request(
+                    s.session_id,
+                    points,
+                    params=self.params.drag_params(),
+                    preview_every=self.params.preview_every,
+                    output=self.params.output,
+                    invert_preset=self.params.invert_preset,
+                )
                 if kdoc is not None:
                     kdoc.arrowize()
-                self._request("drag", content, "job")
+                self._request("drag", content, "job", buffers)
                 source = self.source()
                 if kdoc is not None and source is not None:
                     kdoc.ensure_preview(source)
                 self.previews_shown = 0
+                self.arrival = {}
                 n = len(points)
                 self._set_phase(QUEUED, f"Dragging {n} point{'s' if n != 1 else ''}…")
         except ConnectionError as exc:
@@ -308,6 +341,8 @@ class EditController(QObject):
         if purpose == "open":
             cap = self._capture
             assert cap is not None
+            region = c.get("region")
+            region_side = max(int(region[2]), int(region[3])) if isinstance(region, (list, tuple)) else 0
             self.session = Session(
                 session_id=c["session_id"],
                 capture_key=cap.key,
@@ -316,6 +351,8 @@ class EditController(QObject):
                 rect=cap.rect,
                 model=self.params.model or "",
                 inverted=bool(c.get("inverted")),
+                region_side=region_side,
+                resolution=int(c.get("resolution") or 0),
             )
             action, self._after_open = self._after_open, None
             if action is None:
@@ -370,10 +407,18 @@ class EditController(QObject):
         if "preview" in c:
             self._show_image(c["preview"], msg.buffers, rgba=c["preview"].get("format") == "RGBA8")
             self.previews_shown += 1
+        if has_arrival(c):
+            self.arrival = dict(c)
         if self.phase != STOPPING:
-            loss = c.get("loss")
-            loss_text = f", loss {loss:.3g}" if isinstance(loss, (int, float)) else ""
-            self._set_phase(DRAGGING, f"Dragging… step {step} of {total}{loss_text}")
+            self._set_phase(DRAGGING, self._dragging_text(step, total, c.get("loss")))
+
+    def _dragging_text(self, step: int, total: int, loss: Any) -> str:
+        """The step, and how far the content has moved by the latest measurement (the loss for a 1.0 daemon)."""
+        head = f"Dragging… step {step} of {total}"
+        if self.arrival:
+            words = (head + ".", sentence(arrival_text(self.arrival)), sentence(fallback_text(self.arrival)))
+            return " ".join(filter(None, words))
+        return head + (f", loss {loss:.3g}" if isinstance(loss, (int, float)) else "")
 
     def _on_done(self, c: dict[str, Any]) -> None:
         state = c.get("state")
@@ -406,10 +451,17 @@ class EditController(QObject):
         self.finished.emit(state or "done")
 
     def _done_text(self) -> str:
+        """How the drag ended, in plain words: the measured outcome, a fallback if any, what to do next."""
         c = self.last_done
         verb = "Stopped" if c.get("state") == "cancelled" else "Done"
-        reached = " (targets reached)" if c.get("reached") else ""
-        return f"{verb} after {c.get('steps', 0)} steps{reached}. Apply keeps it as a new layer; Reset discards it."
+        parts = [f"{verb} after {steps_text(int(c.get('steps', 0) or 0))}.", sentence(arrival_text(c))]
+        fallback = fallback_text(c)
+        if fallback:
+            parts.append(sentence(fallback))
+        elif self.params.output == "transfer" and "output" not in c:
+            parts.append("An older daemon: the result is the generator's picture, not your moved pixels.")
+        parts.append("Apply keeps it as a new layer; Reset discards it.")
+        return " ".join(parts)
 
     def _show_image(self, desc: dict[str, Any], buffers: list[Any], rgba: bool = False) -> None:
         kdoc = self.document()

@@ -32,6 +32,17 @@ from .link import CONNECTING, OFFLINE, READY, DaemonLink
 
 _STATE_STYLE = {OFFLINE: "color: #b00020;", CONNECTING: "color: #a86400;", READY: "color: #1b7a1b;"}
 
+OUTPUT_CHOICES = (
+    ("transfer", "Keep my pixels (move them)"),
+    ("generator", "Generator's picture"),
+)
+OUTPUT_TIP = (
+    "Keep my pixels (move them): the result is your own layer, at its own resolution, moved the way the "
+    "generator moved its picture; only what truly appears (an opened mouth, teeth) comes from the generator.\n"
+    "Generator's picture: the edited area shows the generator's own picture, scaled to the layer (what DragGAN "
+    "itself does; softer, and it replaces your detail)."
+)
+
 
 class DragPanel(QWidget):
     def __init__(self, app: Any, link: DaemonLink, store: settings_mod.Store, parent: QWidget | None = None) -> None:
@@ -101,6 +112,10 @@ class DragPanel(QWidget):
         self.status_label = QLabel()
         self.status_label.setWordWrap(True)
         lay.addWidget(self.status_label)
+        self.warning_label = QLabel()
+        self.warning_label.setWordWrap(True)
+        self.warning_label.setStyleSheet("color: #a86400;")
+        lay.addWidget(self.warning_label)
         self.error_label = QLabel()
         self.error_label.setWordWrap(True)
         self.error_label.setStyleSheet("color: #b00020;")
@@ -130,6 +145,11 @@ class DragPanel(QWidget):
         self.model_combo = QComboBox()
         self.preset_combo = QComboBox()
         self.preset_combo.addItems(["fast", "quality"])
+        self.output_combo = QComboBox()
+        for value, label in OUTPUT_CHOICES:
+            self.output_combo.addItem(label, value)
+        self.output_combo.setToolTip(OUTPUT_TIP)
+        form.addRow("Result", self.output_combo)
         form.addRow("Steps", self.steps_spin)
         form.addRow("Learning rate", self.lr_spin)
         form.addRow("Mask strength", self.mask_spin)
@@ -147,6 +167,7 @@ class DragPanel(QWidget):
             w.valueChanged.connect(self._save_params)
         self.model_combo.currentIndexChanged.connect(self._save_params)
         self.preset_combo.currentIndexChanged.connect(self._save_params)
+        self.output_combo.currentIndexChanged.connect(self._save_params)
 
         c = self.controller
         self.fit_button.clicked.connect(c.fit)
@@ -167,6 +188,7 @@ class DragPanel(QWidget):
         self.mask_spin.setValue(p.mask_weight)
         self.preview_spin.setValue(p.preview_every)
         self.preset_combo.setCurrentText(p.invert_preset)
+        self.output_combo.setCurrentIndex(max(self.output_combo.findData(p.output), 0))
         self._fill_models()
         self.advanced_toggle.setChecked(p.show_advanced)
         self._toggle_advanced(p.show_advanced, save=False)
@@ -208,6 +230,7 @@ class DragPanel(QWidget):
         p.mask_weight = self.mask_spin.value()
         p.preview_every = self.preview_spin.value()
         p.invert_preset = self.preset_combo.currentText()
+        p.output = self.output_combo.currentData() or "transfer"
         p.model = self.model_combo.currentData() or ""
         settings_mod.save(self.store, p.clamp())
 
@@ -284,6 +307,8 @@ class DragPanel(QWidget):
             self.progress.setRange(0, max(maximum, 1))
             self.progress.setValue(min(value, max(maximum, 1)) if phase in (FITTING, DRAGGING, DONE) else 0)
         self.status_label.setText(c.status)
+        self.warning_label.setText(c.warning)
+        self.warning_label.setVisible(bool(c.warning))
         self.error_label.setText(c.error)
         self.error_label.setVisible(bool(c.error))
 

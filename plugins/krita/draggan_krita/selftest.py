@@ -167,10 +167,13 @@ class SelfTest:
         self.panel.drag_button.click()
         c = self.panel.controller
         self.seen_preview_layer = False
+        self.drag_statuses: list[str] = []  # what the docker said while dragging (the measured progress)
 
         def done() -> bool:
             if find_by_name(self.doc, PREVIEW_LAYER) is not None:
                 self.seen_preview_layer = True
+            if c.phase == ctl.DRAGGING and c.status not in self.drag_statuses[-1:] and len(self.drag_statuses) < 80:
+                self.drag_statuses.append(c.status)
             if c.phase == ctl.IDLE and c.error:
                 raise RuntimeError(f"the drag failed: {c.error}")
             return c.phase == ctl.DONE
@@ -185,6 +188,9 @@ class SelfTest:
         self.check("preview_layer_during_drag", self.seen_preview_layer)
         self.check("previews_arrived", c.previews_shown >= 1)
         self.res["status_when_done"] = c.status
+        self.res["drag_statuses"] = self.drag_statuses
+        self.res["output_setting"] = self.panel.params.output
+        self.res["warning_when_done"] = self.panel.warning_label.text()
         self.panel.apply_button.click()
         self.wait_for(lambda: c.phase == ctl.IDLE, self.guard(self.after_apply), "Apply", 30)
 

@@ -26,7 +26,10 @@ class Params:
     model: str = ""  # empty: the daemon's default model
     preview_every: int = 5
     invert_preset: str = "fast"
+    output: str = "transfer"  # "transfer": the layer's own pixels, moved; "generator": the generator's picture
     show_advanced: bool = False
+
+    OUTPUTS = ("transfer", "generator")
 
     LIMITS = {
         "steps": (1, 5000),
@@ -47,6 +50,8 @@ class Params:
             setattr(self, name, type(getattr(self, name))(min(max(getattr(self, name), lo), hi)))
         if self.invert_preset not in ("fast", "quality"):
             self.invert_preset = "fast"
+        if self.output not in self.OUTPUTS:
+            self.output = "transfer"
         return self
 
 

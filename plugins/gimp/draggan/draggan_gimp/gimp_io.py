@@ -138,10 +138,15 @@ class PreviewLayer:
 
 
 class GimpFeedback:
-    """Progress in GIMP's progress bar (status bar of the image window, or the terminal in batch mode)."""
+    """Progress in GIMP's progress bar (status bar of the image window, or the terminal in batch mode).
+
+    Messages (warnings such as a region many times the model's size) go to GIMP's message dialog or error
+    console (the terminal in batch mode).
+    """
 
     def __init__(self, preview: PreviewLayer | None = None) -> None:
         self.preview_layer = preview
+        self.messages: list[str] = []
         self._text = ""
         Gimp.progress_init("DragGAN")
 
@@ -157,6 +162,12 @@ class GimpFeedback:
     def preview(self, image: Image) -> None:
         if self.preview_layer is not None:
             self.preview_layer.show(image)
+
+    def message(self, text: str) -> None:
+        if not text:
+            return
+        self.messages.append(text)
+        Gimp.message(text)
 
     def stop_requested(self) -> bool:
         # GIMP's Cancel kills the plug-in instead of asking it; the watchdog turns that into a daemon cancel.

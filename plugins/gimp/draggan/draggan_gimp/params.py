@@ -10,20 +10,61 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
+from .errors import PluginError
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One value of a 'choice' parameter: the word scripts pass, the dialog's label, and a line of help."""
+
+    nick: str
+    label: str
+    help: str
+
 
 @dataclass(frozen=True)
 class Param:
     name: str  # PDB argument name (GIMP wants lowercase words joined by '-')
-    kind: str  # 'int' | 'double' | 'boolean' | 'string'
+    kind: str  # 'int' | 'double' | 'boolean' | 'string' | 'choice'
     label: str
     blurb: str
     default: Any
     minimum: float | None = None
     maximum: float | None = None
     in_dialog: bool = True
+    choices: tuple[Choice, ...] = ()
+
+    def nicks(self) -> list[str]:
+        return [c.nick for c in self.choices]
+
+
+OUTPUT_CHOICES = (
+    Choice(
+        "transfer",
+        "Keep my pixels (move them)",
+        "The result is your layer's own pixels, moved the way the generator moved its picture: your detail and "
+        "resolution stay; only content that truly appears (an opened mouth, teeth) comes from the generator",
+    ),
+    Choice(
+        "generator",
+        "Generator's picture",
+        "The region shows the generator's own picture, scaled to the layer: at the model's resolution, so "
+        "softer than your layer wherever it is larger than the model",
+    ),
+)
 
 
 PARAMS: tuple[Param, ...] = (
+    Param(
+        "output",
+        "choice",
+        "_Result",
+        "What the new layer is made of. 'transfer': your layer's own pixels, moved by the generator's motion "
+        "(keeps your detail and resolution; new content such as an opened mouth comes from the generator). "
+        "'generator': the generator's own picture of the region, scaled up (softer)",
+        "transfer",
+        choices=OUTPUT_CHOICES,
+    ),
     Param("steps", "int", "_Steps", "Most optimisation steps for the drag", 200, 1, 5000),
     Param(
         "learning-rate",
@@ -86,6 +127,7 @@ BY_NAME = {p.name: p for p in PARAMS}
 class RunSettings:
     """Validated values of one run, with Python names."""
 
+    output: str = "transfer"  # 'transfer' | 'generator' (the drag request's `output`)
     steps: int = 200
     learning_rate: float = 0.0  # 0: automatic
     mask_strength: float = 20.0
@@ -128,6 +170,11 @@ def coerce(param: Param, value: Any) -> Any:
         return bool(value)
     if param.kind == "string":
         return str(value)
+    if param.kind == "choice":  # GIMP checks the choices of PDB calls; this catches scripts that bypass it
+        text = str(value).strip().lower()
+        if text not in param.nicks():
+            raise PluginError(f"'{param.name}' must be one of {', '.join(param.nicks())}, not {value!r}.")
+        return text
     number = int(round(float(value))) if param.kind == "int" else float(value)
     if param.minimum is not None:
         number = max(number, type(number)(param.minimum))

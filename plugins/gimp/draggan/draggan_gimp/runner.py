@@ -28,6 +28,7 @@ from draggan_protocol import (
     read_connection_file,
 )
 from draggan_protocol.client import drag_request, image_from_message, layer_session_request
+from draggan_protocol.outcome import arrival_text, fallback_text, large_region_text
 
 from .errors import Cancelled, PluginError
 from .pairs import Pair
@@ -39,6 +40,10 @@ HELLO_TIMEOUT = 5.0  # a daemon that is up answers hello in milliseconds
 HEARTBEAT_INTERVAL = 1.0
 POLL_INTERVAL = 0.1
 CLOSE_TIMEOUT = 1.0
+# Preview steps carry the measured arrival that the progress text shows: every few steps with a preview layer,
+# else one every couple of seconds (each preview costs the daemon a motion estimate and a picture).
+PREVIEW_EVERY = 5
+MEASURE_SECONDS = 2.0
 
 
 class Feedback(Protocol):
@@ -49,6 +54,9 @@ class Feedback(Protocol):
     def progress(self, fraction: float, text: str) -> None: ...
 
     def preview(self, image: Image) -> None: ...
+
+    def message(self, text: str) -> None:
+        """A warning the person should read even after the run (e.g. a region many times the model's size)."""
 
     def stop_requested(self) -> bool: ...
 
@@ -79,6 +87,9 @@ class DragOutcome:
     steps: int
     handles: list[Any] = field(default_factory=list)
     phases: list[str] = field(default_factory=list)  # what the daemon did: 'invert', 'drag'
+    reached: bool = False  # job_done's `reached`: from protocol 1.1 on the measured arrival, not the tracker's
+    summary: str = ""  # the outcome in plain words (outcome_text)
+    warnings: list[str] = field(default_factory=list)  # told to the person during the run
 
 
 @dataclass
@@ -161,6 +172,13 @@ class Conversation:
         self.timeout = timeout
         self.watcher = watcher
         self.clock = clock
+        self._pending: list[Message] = []  # arrived alongside a reply, not yet looked at (a job's first events)
+
+    def _poll(self) -> list[Message]:
+        if self._pending:
+            out, self._pending = self._pending, []
+            return out
+        return self.client.poll(POLL_INTERVAL)
 
     def _check_alive(self, what: str) -> None:
         silent = self.client.daemon_silent_for()
@@ -174,8 +192,10 @@ class Conversation:
         """Send a request and wait for its reply while the daemon keeps answering heartbeats."""
         msg_id = self.client.send(msg_type, content, buffers)
         while True:
-            for msg in self.client.poll(POLL_INTERVAL):
+            batch = self._poll()
+            for i, msg in enumerate(batch):
                 if msg.parent == msg_id and msg.msg_type.endswith("_reply"):
+                    self._pending = batch[i + 1 :] + self._pending  # a fast job's events may ride along
                     if msg.is_error:
                         raise daemon_error_to_plugin_error(msg.content, what or msg_type)
                     return msg
@@ -197,7 +217,7 @@ class Conversation:
         cancel_sent = False
         try:
             while True:
-                for msg in self.client.poll(POLL_INTERVAL):
+                for msg in self._poll():
                     if msg.content.get("job_id") != job_id:
                         continue
                     if msg.msg_type == "job_done":
@@ -242,8 +262,37 @@ def selection_mask(selection: Selection | None) -> bytes | None:
     return selection.mask
 
 
-def progress_text(content: dict[str, Any], steps: int) -> tuple[float, str]:
-    """Progress-bar fraction and text for a progress event (fitting the layer first, then the drag's steps)."""
+ARRIVAL_FIELDS = ("asked", "moved", "remaining")
+
+
+def has_arrival(content: dict[str, Any]) -> bool:
+    """Whether a drag event carries the daemon's measured arrival (protocol 1.1, preview steps and job_done)."""
+    return all(isinstance(content.get(k), (list, tuple)) and content.get(k) for k in ARRIVAL_FIELDS)
+
+
+def outcome_text(done: dict[str, Any]) -> str:
+    """A finished drag in plain words: how far the handles really moved, and any fallback to the generator."""
+    sentences = [arrival_text(done), fallback_text(done)]
+    return " ".join(t.rstrip(".") + "." for t in sentences if t)
+
+
+def region_warning(session: dict[str, Any]) -> str:
+    """The large-region warning for an open_session reply ("" when the region is not many times the model)."""
+    region = session.get("region")
+    try:
+        side = max(float(region[2]), float(region[3]))
+        resolution = int(session.get("resolution") or 0)
+    except (TypeError, ValueError, IndexError):
+        return ""
+    return large_region_text(side, resolution)
+
+
+def progress_text(content: dict[str, Any], steps: int, arrival: dict[str, Any] | None = None) -> tuple[float, str]:
+    """Progress-bar fraction and text for a progress event (fitting the layer first, then the drag's steps).
+
+    `arrival` is the latest drag event that carried measured arrival fields (preview steps do); its words follow
+    the step count, so the bar says how far the content has really moved, not where the point tracker thinks.
+    """
     step = int(content.get("step") or 0)
     if content.get("phase") == "invert":
         stage = content.get("stage") or content.get("name") or "fitting"
@@ -255,7 +304,10 @@ def progress_text(content: dict[str, Any], steps: int) -> tuple[float, str]:
         of = f" of {total}" if total else ""
         return (step / total if total else 0.0), f"DragGAN: fitting the layer into the model ({stage}), step {step}{of}"
     total = int(content.get("max_steps") or steps) or 1
-    return min(step / total, 1.0), f"DragGAN: step {step} of {total}"
+    text = f"DragGAN: step {step} of {total}"
+    if arrival is not None:
+        text += " – " + arrival_text(arrival)
+    return min(step / total, 1.0), text
 
 
 def run_drag(
@@ -293,20 +345,30 @@ def run_drag(
             content["model"] = model
     session = talk.request("open_session", content, buffers, "opening a session").content
     session_id = session["session_id"]
+    warnings: list[str] = []
     try:
+        warning = region_warning(session)
+        if warning:
+            warnings.append(warning)
+            feedback.message(warning)
         content, buffers = drag_request(
             session_id,
             drag_points(pairs),
             params=settings.drag_parameters(),
-            preview_every=5 if settings.preview_layer else 0,
+            preview_every=PREVIEW_EVERY if settings.preview_layer else 0,
+            preview_seconds=None if settings.preview_layer else MEASURE_SECONDS,
+            output=settings.output,
         )
         phases: list[str] = []
+        latest: list[dict[str, Any]] = []  # the last drag event with measured arrival fields
 
         def on_progress(msg: Message) -> None:
             c = msg.content
             if not phases or phases[-1] != c.get("phase"):
                 phases.append(str(c.get("phase")))
-            fraction, text = progress_text(c, settings.steps)
+            if c.get("phase") == "drag" and has_arrival(c):
+                latest[:] = [c]
+            fraction, text = progress_text(c, settings.steps, latest[0] if latest else None)
             feedback.progress(fraction, text)
             if settings.preview_layer and isinstance(c.get("preview"), dict):
                 feedback.preview(image_from_message(msg, "preview"))
@@ -324,7 +386,18 @@ def run_drag(
         result = talk.request("get_result", {"session_id": session_id, "area": "layer"}, (), "fetching the result")
         image = image_from_message(result)
         handles = list(done.get("handles") or [])
-        return DragOutcome(image, done.get("state", "done"), int(done.get("steps", 0)), handles, phases)
+        summary = outcome_text(done)
+        feedback.status("DragGAN: " + summary)
+        return DragOutcome(
+            image,
+            done.get("state", "done"),
+            int(done.get("steps", 0)),
+            handles,
+            phases,
+            reached=bool(done.get("reached")),
+            summary=summary,
+            warnings=warnings,
+        )
     finally:
         try:  # free the daemon's memory now rather than at its idle timeout; never hide the real outcome
             client.request("close_session", {"session_id": session_id}, timeout=CLOSE_TIMEOUT)
