@@ -466,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         metavar="NAME=VALUE",
         help="set a constant of draggan_daemon.engine.transfer in the in-process daemon (e.g. ESTIMATOR=farneback, "
-        "APPEARANCE=0, WORK_MIN=256) to compare variants in one tree",
+        "NEW_CONTENT=1, WORK_MIN=256) to compare variants in one tree",
     )
     args = p.parse_args(argv)
     from draggan_daemon.engine import transfer
@@ -589,7 +589,7 @@ def main(argv: list[str] | None = None) -> int:
                 k: getattr(transfer, k)
                 for k in (
                     "ESTIMATOR",
-                    "APPEARANCE",
+                    "NEW_CONTENT",
                     "WORK_MIN",
                     "MIN_MOTION",
                     "FOCUS_INNER",

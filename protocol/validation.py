@@ -181,6 +181,7 @@ SCHEMAS: dict[str, dict[str, F]] = {
         "invert_preset": F("str", default="fast", choices=("fast", "quality")),
         "invert_params": F("dict", default={}, schema=_INVERT_PARAMS),
         "output": F("str", default="transfer", choices=OUTPUT_MODES),
+        "new_content": F("float", nullable=True, lo=0.0, hi=1.0),
     },
     "cancel": {"job_id": F("str", required=True, max_len=64)},
     "undo": {"session_id": _SESSION},

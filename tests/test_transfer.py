@@ -233,3 +233,16 @@ def test_a_large_layer_keeps_its_own_pixels_and_only_the_dragged_part_is_compute
     assert changed.any() and changed.mean() < 0.2  # the focus: about 10 model pixels around the pair
     scale = prepared.map.side / RES
     assert xs.max() < prepared.map.x0 + 40 * scale and ys.max() < prepared.map.y0 + 40 * scale
+
+
+def test_new_content_adds_what_motion_cannot_explain_only_when_asked():
+    layer = _layer(256, 256)
+    prepared = prepare_region(layer, RES, context=0.0)
+    start = _model_picture(prepared)
+    dragged = start.copy()
+    dragged[28:36, 28:36] = (250, 250, 250)  # something appears that no motion of the start picture makes
+    plain = render_layer(layer, start, dragged, prepared).layer
+    added = render_layer(layer, start, dragged, prepared, new_content=1.0).layer
+    inside = (slice(120, 136), slice(120, 136))  # the new square's middle, in layer pixels (4 per model pixel)
+    assert added[inside][..., :3].mean() > plain[inside][..., :3].mean() + 40
+    assert np.array_equal(added[200:, 200:], layer[200:, 200:])

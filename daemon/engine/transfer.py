@@ -40,8 +40,11 @@ ESTIMATORS: tuple[str, ...] = ("dis", "farneback")
 ESTIMATOR = "dis"
 """The estimator the daemon uses (benchmarks/edit_quality.py compares them; the README says which won)."""
 
-APPEARANCE = 1.0
-"""How much of the generator's appearance change is added where motion does not explain it (0 = motion only)."""
+NEW_CONTENT = 0.0
+"""Default share of the generator's appearance change added where motion does not explain it (0 = motion only).
+
+Off by default: on the held-out faces with the bundled 64-px model it cost detail and accuracy (benchmarks/
+edit_quality.py, README "Edits worth keeping"); a drag asks for it with `new_content` (protocol 1.1)."""
 
 MIN_MOTION = 0.1
 """Model pixels: shorter vectors become zero, up to twice that they fade in (flow noise on flat areas is this size)."""
@@ -55,14 +58,15 @@ CONSISTENCY_SIGMA = 0.5
 RESIDUAL_RANGE = (16.0, 48.0)
 """Grey levels: appearance change below the first is treated as noise, above the second taken in full."""
 
-FOCUS_INNER = 0.08
+FOCUS_INNER = 0.06
 """Share of the picture around each drag path that moves in full (motion fades out over as much again)."""
 
 UNSURE_FULL = 0.5
 """Forward–backward unsureness (1 − confidence) at which appearance change is taken in full."""
 
-WARP_INTERPOLATION = cv2.INTER_CUBIC
-"""How the layer is resampled where it moves (OpenCV flag): bicubic keeps detail and does not ring."""
+WARP_INTERPOLATION = cv2.INTER_LANCZOS4
+"""How the layer is resampled where it moves (OpenCV flag): Lanczos kept more detail than bicubic on the held-out
+faces (sharpness 0.961 vs 0.938 of the original, benchmarks/edit_quality.py)."""
 
 WORK_MIN = 128
 """Smallest grid the flow is estimated on (pictures are upsampled to it)."""
@@ -179,10 +183,12 @@ def estimate_motion(
     keep: np.ndarray | None = None,
     focus: Sequence[Sequence[float]] | None = None,
     estimator: str | None = None,
+    new_content: float | None = None,
 ) -> MotionField:
     """The regularised motion from `start` to `dragged` (square uint8 RGB generator pictures of one size).
 
     `keep` ([R, R] float, 1 = keep fixed, the drag mask) zeroes motion and appearance change where it holds.
+    `new_content` (0–1, default `NEW_CONTENT`) is how much of the appearance change motion does not explain is kept.
     `focus` (the drag's pairs, [hx, hy, tx, ty] in model pixels) limits them to the neighbourhood of the drag
     (see `focus_weight`): the generator also nudges parts nobody dragged, and a painter's untouched pixels stay.
     Never raises on degenerate content: it returns a field with `fallback` set instead.
@@ -220,6 +226,7 @@ def estimate_motion(
     B = cv2.resize(b_rgb, (size, size), interpolation=interp)
     ga, gb = cv2.cvtColor(A, cv2.COLOR_RGB2GRAY), cv2.cvtColor(B, cv2.COLOR_RGB2GRAY)
     estimator = estimator or ESTIMATOR
+    share = new_content
     fwd = _flow(ga, gb, estimator)
     bwd = _flow(gb, ga, estimator)
     if not (np.isfinite(fwd).all() and np.isfinite(bwd).all()):
@@ -252,14 +259,16 @@ def estimate_motion(
     residual = B.astype(np.float32) - moved
     magnitude = cv2.GaussianBlur(np.abs(residual).max(axis=2), (0, 0), SMOOTH_SIGMA * k)
     lo, hi = RESIDUAL_RANGE
-    # Appearance change counts as new content only where the motion is unsure (forward and backward disagree:
-    # disocclusion, content that appears); where the motion is consistent, a residual is the generator's blur.
+    # Appearance change counts as new content where the motion is unsure (forward and backward disagree:
+    # disocclusion) or where the change is too large for blur (above twice the range's top: content that appears
+    # in place); a moderate residual under consistent motion is the generator's blur, not content.
     unsure = 1.0 - cv2.GaussianBlur(conf_b, (0, 0), SMOOTH_SIGMA * k)
-    new_content = (_smoothstep((magnitude - lo) / (hi - lo)) * _smoothstep(unsure / UNSURE_FULL)).astype(np.float32)
+    why = np.maximum(_smoothstep(unsure / UNSURE_FULL), _smoothstep((magnitude - hi) / hi))
+    new_content = (_smoothstep((magnitude - lo) / (hi - lo)) * why).astype(np.float32)
     if free is not None:
         new_content = new_content * free
     new_content[new_content < 1e-3] = 0.0
-    new_content = new_content * APPEARANCE
+    new_content = new_content * float(NEW_CONTENT if share is None else share)
     residual = (residual * new_content[..., None]).astype(np.float32)
     return field(backward=bwd, forward=fwd, confidence=conf_b, new_content=new_content, residual=residual)
 
@@ -267,7 +276,7 @@ def estimate_motion(
 def focus_weight(pairs: Sequence[Sequence[float]], res: int, size: int) -> np.ndarray:
     """[S, S] weight: 1 within `FOCUS_INNER` of any handle→target segment, fading to 0 at twice that distance.
 
-    The inner radius is the larger of a share of the picture and 1.5× the pair's length (model pixels), so a long
+    The inner radius is the larger of a share of the picture and the pair's length (model pixels), so a long
     drag carries the content around it along, and a short one leaves the rest of the face as painted."""
     k = size / res
     xs, ys = _grid(size)
@@ -278,7 +287,7 @@ def focus_weight(pairs: Sequence[Sequence[float]], res: int, size: int) -> np.nd
         length2 = dx * dx + dy * dy
         t = np.clip(((px - hx) * dx + (py - hy) * dy) / length2, 0.0, 1.0) if length2 > 0 else 0.0
         dist = np.hypot(px - (hx + t * dx), py - (hy + t * dy))
-        inner = max(FOCUS_INNER * res, 1.5 * math.sqrt(length2))
+        inner = max(FOCUS_INNER * res, math.sqrt(length2))
         weight = np.maximum(weight, 1.0 - _smoothstep((dist - inner) / inner))
     return weight.astype(np.float32)
 
@@ -425,6 +434,7 @@ def render_layer(
     output: str = "transfer",
     estimator: str | None = None,
     focus: Sequence[Sequence[float]] | None = None,
+    new_content: float | None = None,
 ) -> Rendered:
     """The whole layer after a drag: `start`/`dragged` are the fitted and dragged generator pictures ([R, R, 3]
     uint8); `output` "transfer" moves the layer's own pixels, "generator" pastes the generator's picture.
@@ -438,7 +448,7 @@ def render_layer(
     if output == "generator":
         return Rendered(composite(layer_rgba, _as_tensor(dragged), prepared), "generator", None, None)
     keep = None if prepared.mask is None else prepared.mask.detach().cpu().numpy()
-    motion = estimate_motion(start, dragged, keep=keep, focus=focus, estimator=estimator)
+    motion = estimate_motion(start, dragged, keep=keep, focus=focus, estimator=estimator, new_content=new_content)
     if motion.fallback is not None:
         return Rendered(composite(layer_rgba, _as_tensor(dragged), prepared), "generator", motion.fallback, motion)
     m = prepared.map

@@ -158,8 +158,9 @@ class EngineOps:
         t_m = [(min(max(x, 0.0), res - 1.0), min(max(y, 0.0), res - 1.0)) for x, y in t_m]
 
         output = str(args.get("output", "transfer"))
+        new_content = args.get("new_content")
         focus = [*state.focus, *((hx, hy, tx, ty) for (hx, hy), (tx, ty) in zip(h_m, t_m, strict=True))]
-        meter = _ArrivalMeter(self, s, state, prepared, output, handles, targets, h_m, to_layer, focus)
+        meter = _ArrivalMeter(self, s, state, prepared, output, handles, targets, h_m, to_layer, focus, new_content)
 
         params = {k: v for k, v in (args.get("params") or {}).items() if v is not None}
         steps = int(params.pop("steps", 200))
@@ -219,6 +220,7 @@ class EngineOps:
                     handles=last_handles,
                     output=output,
                     focus=focus,
+                    new_content=new_content,
                 )
             )
             outcome = meter.at(opt.steps_taken, image, render=False)[1]
@@ -243,18 +245,31 @@ class EngineOps:
             x, y, w, h = rect
             pixels = np.ascontiguousarray(s.layer[y : y + h, x : x + w])
             return self._describe(s, pixels, rect, fmt)
-        rendered = self.picture(s, _rendered_image(state), state.prepared, output or state.output, state.focus)
+        rendered = self.picture(
+            s, _rendered_image(state), state.prepared, output or state.output, state.focus, state.new_content
+        )
         return self._layer_payload(s, rendered.layer, area, fmt)
 
-    def picture(self, s: Session, image: torch.Tensor, prepared: Any, output: str, focus: list) -> Rendered:
+    def picture(
+        self,
+        s: Session,
+        image: torch.Tensor,
+        prepared: Any,
+        output: str,
+        focus: list,
+        new_content: float | None = None,
+    ) -> Rendered:
         """The session's layer as it looks with generator picture `image`, made in `output` mode; `focus` is
-        every pair dragged since the fit (model pixels), which the motion is limited around."""
+        every pair dragged since the fit (model pixels), which the motion is limited around; `new_content` the
+        share of unexplained appearance change kept (None = the engine's default)."""
         if s.source == "seed":  # the "layer" is the generator's own picture
             return Rendered(tensor_to_rgba(image), "generator", None, None)
         prepared = prepared if prepared is not None else s.prepared
         res = s.resolution
         fitted = picture_u8(_rendered_image(s.history[0]), res)
-        return render_layer(s.layer, fitted, picture_u8(image, res), prepared, output, focus=focus)
+        return render_layer(
+            s.layer, fitted, picture_u8(image, res), prepared, output, focus=focus, new_content=new_content
+        )
 
     def _layer_payload(self, s: Session, full: np.ndarray, area: str, fmt: str) -> tuple[dict[str, Any], list[Any]]:
         if area == "layer" or s.prepared is None:
@@ -301,8 +316,9 @@ class _ArrivalMeter:
         handles_model: list[tuple[float, float]],
         to_layer: Callable[[Any], list[tuple[float, float]]],
         focus: list[tuple[float, float, float, float]],
+        new_content: float | None,
     ) -> None:
-        self.focus = focus
+        self.focus, self.new_content = focus, new_content
         self.ops, self.s, self.prepared, self.output = ops, s, prepared, output
         self.handles, self.targets, self.handles_model, self.to_layer = handles, targets, handles_model, to_layer
         self.res = s.resolution
@@ -329,7 +345,11 @@ class _ArrivalMeter:
         hit = self._cache.get(step)
         if hit is not None and (hit[0] is not None or not render):
             return hit
-        rendered = self.ops.picture(self.s, image, self.prepared, self.output, self.focus) if render else None
+        rendered = (
+            self.ops.picture(self.s, image, self.prepared, self.output, self.focus, self.new_content)
+            if render
+            else None
+        )
         motion = rendered.motion if rendered is not None and self.same_start else None
         if motion is None:
             keep = None if self.prepared is None or self.prepared.mask is None else self.prepared.mask.cpu().numpy()

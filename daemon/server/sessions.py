@@ -33,6 +33,7 @@ class EditState:
     handles: list[tuple[float, float]] | None = None  # last handle positions (layer coordinates)
     output: str = "transfer"  # how the drag that made this state asked its picture to be made
     focus: list[tuple[float, float, float, float]] = field(default_factory=list)  # all pairs so far (model pixels)
+    new_content: float | None = None  # share of unexplained appearance change kept (None = engine default)
 
 
 @dataclass
