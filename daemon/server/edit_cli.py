@@ -107,7 +107,9 @@ class ProgressBar:
             extra = f"stage {c.get('stage', '')}" + (f" psnr {psnr:.1f} dB" if isinstance(psnr, float) else "")
             self.show("fitting", int(c.get("step", 0)), int(c.get("steps", 1) or 1), extra)
         elif c.get("phase") == "drag":
-            self.show("drag", int(c["step"]), int(c["max_steps"]), f"loss {c['loss']:.4f}")
+            remaining = c.get("remaining")
+            extra = f"{max(remaining):.1f} px to go" if remaining else f"loss {c['loss']:.4f}"
+            self.show("drag", int(c["step"]), int(c["max_steps"]), extra)
 
 
 def _connect(args: argparse.Namespace) -> tuple[Client, Any]:
