@@ -172,6 +172,7 @@ class DragOptimizer:
         self._anchored = False  # the handles follow the measure, not the tracker (see `run`)
         self.steps_taken = 0
         self.reanchored = 0  # how often a claimed arrival was refuted by the measure (see `run`)
+        self.tracker_claim = False  # the last step's own arrival claim, before any measure checked it
 
     # ------------------------------------------------------------------------------------------------------
     # State.
@@ -393,6 +394,7 @@ class DragOptimizer:
             report = self.step(render_preview=want)
             if want:
                 last_preview = now
+            self.tracker_claim = report.done
             due = report.done or (self._anchored and self.steps_taken % max(1, verify_every) == 0)
             if due and verify is not None and checks < max_verifications:
                 checks += 1

@@ -223,12 +223,12 @@ class EngineOps:
                     new_content=new_content,
                 )
             )
-            outcome = meter.at(opt.steps_taken, image, render=False)[1]
+            outcome = meter.at(_FINAL, image, render=False)[1]  # the latent after the last update, measured anew
         return {
             "state": "cancelled" if cancelled else "done",
             "steps": int(steps_run),
             **outcome,
-            "tracker_reached": bool(final.done),
+            "tracker_reached": bool(opt.tracker_claim),
             "reanchored": int(opt.reanchored),
             "handles": [list(p) for p in last_handles],
             "targets": [list(p) for p in targets],
@@ -290,6 +290,9 @@ class EngineOps:
             "buffer": 0,
         }
         return desc, [rgba_to_frame(pixels, fmt)]
+
+
+_FINAL = -1  # cache key of the final picture (step numbers key the pictures seen during the drag)
 
 
 def _rendered_image(state: EditState) -> torch.Tensor:
