@@ -231,15 +231,24 @@ def test_kritarunner_layers_selection_points_and_daemon(plugin_zip, serve, tmp_p
 
 # ---------------------------------------------------------------------------------------------- the GUI
 GUI_SEED = 0  # the bundled model's face for seed 0 (ψ 0.7): a clear dark mouth on a light face
-DRAG_MODEL_PX = (-6.0, 8.0)  # the mouth's left corner, 10 px outwards and down (a frown), as the model card's check
-# Measured through Krita at seed 0 with the engine's defaults for 64 px (lr 8e-3, r1 4, 4 ws): Farnebäck 7.92 px
-# along the line (2.1 of 10 px left), DIS 7.87 px (2.1 left). Earlier defaults gave less: lr 2e-3, r1 2, 6 ws:
-# 4.93 / 4.00 px (the same in 3 of 3 runs); lr 8e-3, r1 2: 3.75 / 2.92; lr 8e-3, r1 4, 6 ws: 6.91 / 6.02.
-# The random test model gave 0.89 px here. With protocol 1.1's default output (the layer's own pixels moved by the
-# generator's motion): Farnebäck 10.64 px, DIS 8.99 px along the line; the daemon's own measure said 9.74 px.
-MIN_ALONG_PX = 5.0  # half the distance asked, in image (= model) pixels
+# The document: that 64-px face as an artist would have it, 4x larger (Lanczos, 256x256) with fine film grain, a
+# layer the daemon fits to the model and whose detail (the grain) a result can lose. Issue 15's edits move 8-16 px
+# on a 256-px layer; here the mouth's left corner goes 14 px outwards and down (a frown, the model card's check's
+# direction), 3.5 model pixels, so the drag's neighbourhood (full within 15 px of the handle's path, none beyond
+# 31 px) stays well inside the 40 px around the handle and target that "far" excludes.
+GUI_SCALE = 4
+GUI_GRAIN = (6.0, 2.0)  # grain's standard deviation in levels: shared by the channels (luminance) and per channel
+DRAG_DIRECTION = (-0.6, 0.8)
+DRAG_PX = 14.0
+# Measured through Krita (protocol 1.1's default output, the layer's own pixels moved by the generator's motion; the
+# same in 3 of 3 runs, 21 steps): Farnebäck 12.53 px along the line (1.48 of 14 px left), DIS 12.77 px (1.25 left);
+# the daemon's own measure said 12.77 of 14 px. Far from the handle and target the result is bit-identical to the
+# layer (the changed pixels reach 31 px from them); `draggan edit --output-mode generator` on this document gives
+# 27.7 dB there. The 64-px document this test used before (a 10-px move, 16 % of the picture, whose neighbourhood
+# took in the pixels 10 px away that counted as far there) gave 10.64 / 8.99 px and 22 dB far.
+MIN_ALONG_PX = 0.5 * DRAG_PX  # half the distance asked, in image pixels
 FAR_PX_AT_256 = 40.0  # "far from the handles": this many pixels from every handle and target on a 256-px layer
-MIN_FAR_PSNR_DB = 35.0  # there the result must keep the layer's own pixels (the generator's picture: 20-23 dB)
+MIN_FAR_PSNR_DB = 35.0  # there the result must keep the layer's own pixels (issue 15)
 
 
 def far_from(shape: tuple[int, int], points: list[tuple[float, float]], radius: float) -> np.ndarray:
@@ -279,20 +288,23 @@ def test_krita_gui_selftest_drag_through_the_docker(plugin_zip, serve, tmp_path)
     from draggan_protocol import Client
     from PIL import Image
 
-    # The image: one the generator can reproduce (a face the daemon's bundled model draws), as a PNG to open.
+    # The image: a face the daemon's bundled model draws, made into a layer an artist could have (see GUI_SCALE).
     with Client.connect(serve) as c:
         assert c.hello()["default_model"] == "bundled"
         s = c.open_seed_session(seed=GUI_SEED)
         img = c.get_result(s["session_id"])
         c.close_session(s["session_id"])
+    small = Image.frombytes("RGBA", (img.width, img.height), img.pixels).convert("RGB")
+    n = img.width * GUI_SCALE
+    smooth = np.asarray(small.resize((n, n), Image.LANCZOS), np.float64)
+    rng = np.random.default_rng(GUI_SEED)
+    grain = rng.normal(0, GUI_GRAIN[0], (n, n, 1)) + rng.normal(0, GUI_GRAIN[1], (n, n, 3))
     image = tmp_path / "portrait.png"
-    Image.frombytes("RGBA", (img.width, img.height), img.pixels).save(image)
-    n = img.width
-    rgb = np.frombuffer(img.pixels, np.uint8).reshape(img.height, img.width, 4)[..., :3]
-    corner = find_mouth_corner(cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY))
+    Image.fromarray(np.clip(smooth + grain, 0, 255).round().astype(np.uint8)).convert("RGBA").save(image)
+    corner = find_mouth_corner(cv2.cvtColor(np.clip(smooth, 0, 255).round().astype(np.uint8), cv2.COLOR_RGB2GRAY))
     assert corner is not None, "no mouth found in the bundled model's face"
     hx, hy = corner
-    lines = [(hx, hy, hx + DRAG_MODEL_PX[0], hy + DRAG_MODEL_PX[1])]
+    lines = [(hx, hy, hx + DRAG_PX * DRAG_DIRECTION[0], hy + DRAG_PX * DRAG_DIRECTION[1])]
 
     # A clean profile with the plugin installed from its zip by the project's installer.
     prof = tmp_path / "profile"
@@ -370,10 +382,13 @@ def test_krita_gui_selftest_drag_through_the_docker(plugin_zip, serve, tmp_path)
     radius = FAR_PX_AT_256 * n / 256
     far = far_from((n, n), points, radius)
     far_psnr = psnr(before, after, far)
-    farther = {f"{k}x": round(psnr(before, after, far_from((n, n), points, k * radius)), 1) for k in (2, 3)}
+    changed = (before[..., :3] != after[..., :3]).any(-1)
+    yy, xx = np.nonzero(changed)
+    reach = float(np.max(np.min([np.hypot(xx - x, yy - y) for x, y in points], axis=0))) if len(xx) else 0.0
     print(
         f"PSNR {far_psnr:.2f} dB over the {far.mean():.0%} of pixels farther than {radius:.0f} px from the handles "
-        f"and targets (at 2x / 3x that distance: {farther}); the daemon measured moved {done.get('moved')} of "
+        f"and targets ({int(changed[far].sum())} of them changed; changed pixels reach {reach:.1f} px from the "
+        f"nearest handle or target); the daemon measured moved {done.get('moved')} of "
         f"{done.get('asked')} px, remaining {done.get('remaining')}, reached {done.get('reached')} "
         f"(tracker: {done.get('tracker_reached')})"
     )
