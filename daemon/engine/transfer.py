@@ -12,8 +12,10 @@ Both directions of optical flow are estimated on the two generator pictures, ups
 sub-pixel motion of a small model. Flow on a blurry picture is noisy in flat areas, so the field is regularised:
 forward–backward consistency gives a per-pixel confidence, a confidence-weighted Gaussian smooths the vectors,
 and vectors shorter than `MIN_MOTION` model pixels are set to exactly zero, so the parts of the
-picture the drag had no reason to touch keep the layer's pixels bit for bit. The same forward field says where
-the content under each start handle went: that is the arrival the plugins report, not the point tracker's claim.
+picture the drag had no reason to touch keep the layer's pixels bit for bit; motion is also limited to the
+neighbourhood of the dragged pairs (`focus_weight`), since the generator nudges parts nobody dragged. The same
+field says where the content under each start handle went: that is the arrival the plugins report, not the point
+tracker's claim.
 
 Everything here is numpy/OpenCV on small arrays, except the final warp, which runs at layer resolution on the
 region only. A field that cannot be trusted (not finite, vectors over half the picture, a flat start picture)
@@ -25,7 +27,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import cv2
 import numpy as np
@@ -35,17 +36,15 @@ from PIL import Image
 from .errors import EngineInputError
 from .region import PreparedRegion, composite, composite_moved
 
-Estimator = Literal["dis", "farneback"]
 ESTIMATORS: tuple[str, ...] = ("dis", "farneback")
 ESTIMATOR = "farneback"
-"""The estimator the daemon uses. Farnebäck won on the held-out faces (benchmarks/edit_quality.py, judged by DIS
-flow on the layers): handles ended 2.5 px from their targets against DIS's 4.0 px (median, 22 handles)."""
+"""The estimator the daemon uses: Farnebäck, because its handles ended closer to their targets than DIS's on the
+held-out faces of benchmarks/edit_quality.py (figures in the README)."""
 
 NEW_CONTENT = 0.0
-"""Default share of the generator's appearance change added where motion does not explain it (0 = motion only).
-
-Off by default: on the held-out faces with the bundled 64-px model it cost detail and accuracy (benchmarks/
-edit_quality.py, README "Edits worth keeping"); a drag asks for it with `new_content` (protocol 1.1)."""
+"""Default share of the generator's appearance change added where motion does not explain it (0 = motion only):
+off, because with the bundled 64-px model it added blotches more often than content (README, "Edits worth
+keeping"); a drag asks for it with `new_content` (protocol 1.1)."""
 
 MIN_MOTION = 0.1
 """Model pixels: shorter vectors become zero, up to twice that they fade in (flow noise on flat areas is this size)."""
@@ -66,8 +65,8 @@ UNSURE_FULL = 0.5
 """Forward–backward unsureness (1 − confidence) at which appearance change is taken in full."""
 
 WARP_INTERPOLATION = cv2.INTER_LANCZOS4
-"""How the layer is resampled where it moves (OpenCV flag): Lanczos kept more detail than bicubic on the held-out
-faces (sharpness 0.961 vs 0.938 of the original, benchmarks/edit_quality.py)."""
+"""How the layer is resampled where it moves (OpenCV flag): Lanczos, which kept more of the layer's detail than
+bicubic in benchmarks/edit_quality.py."""
 
 WORK_MIN = 128
 """Smallest grid the flow is estimated on (pictures are upsampled to it)."""
@@ -112,7 +111,7 @@ class MotionField:
 
 
 def work_size(model_res: int) -> int:
-    """Grid the flow is estimated on: at least 256 px (room for sub-pixel motion of small models), at most 512."""
+    """Flow grid side: at least `WORK_MIN` px (room for sub-pixel motion of a small model), at most 512."""
     return int(min(max(model_res, WORK_MIN), 512))
 
 
