@@ -15,7 +15,7 @@ from gimp_env import PLUGIN_DIR  # also puts the plug-in folder on sys.path
 from draggan_gimp import pairs as P  # isort: skip
 from draggan_gimp import params, pixels  # isort: skip
 from draggan_gimp import runner  # isort: skip
-from draggan_gimp.errors import PluginError  # isort: skip
+from draggan_gimp.errors import DaemonLost, PluginError  # isort: skip
 from draggan_gimp.runner import describe_daemon, model_names, progress_text, selection_mask  # isort: skip
 
 
@@ -132,14 +132,91 @@ def test_parameters_match_the_protocol_and_the_pdb_rules() -> None:
 
 
 def test_progress_text_and_daemon_description() -> None:
-    assert progress_text({"phase": "drag", "step": 5, "max_steps": 20}, 200) == (0.25, "DragGAN: step 5 of 20")
+    drag = {"phase": "drag", "step": 5, "max_steps": 20}
+    assert progress_text(drag, 200) == (0.25, "DragGAN: dragging, step 5 (at most 20)")
     f, text = progress_text({"phase": "invert", "step": 10, "steps": 40, "stage": "w+"}, 200)
-    assert f == 0.25 and "fitting" in text and "w+" in text and "10 of 40" in text
+    assert f == 0.25 and text == "DragGAN: fitting your layer into the model (details), 25%"
     whole = {"phase": "invert", "step": 10, "steps": 40, "stage": "w+", "fit_step": 60, "fit_steps": 120}
-    assert progress_text(whole, 200) == (0.5, "DragGAN: fitting the layer into the model (w+), 50%")
+    assert progress_text(whole, 200) == (0.5, "DragGAN: fitting your layer into the model (details), 50%")
     info = {"device": "cpu", "protocol_version": "1.0", "models": [{"name": "emoji64"}, {"name": "ffhq"}]}
     assert describe_daemon(info) == "running on cpu, protocol 1.0, models: emoji64, ffhq"
     assert model_names(info) == ["emoji64", "ffhq"]
+
+
+def test_progress_names_the_fit_in_plain_words_and_fills_one_bar() -> None:
+    """Issue 11, bug 10: the fit is called fitting, its stages have plain names, fit and drag share one bar."""
+    for stage, words in (("w", "overall look"), ("w+", "details"), ("pti", "adjusting the model to your picture")):
+        event = {"phase": "invert", "stage": stage, "fit_step": 30, "fit_steps": 120}
+        fraction, text = progress_text(event, 200, fit_first=True)
+        assert text == f"DragGAN: fitting your layer into the model ({words}), 25%"
+        assert fraction == 0.25 * runner.FIT_SHARE
+        assert " w" not in text and "pti" not in text
+    # The drag fills the rest of the bar; a drag whose handles have come most of the way is most of the way done
+    # although it has taken few of its steps (it ends when they arrive).
+    assert progress_text({"phase": "drag", "step": 0, "max_steps": 200}, 200, fit_first=True)[0] == runner.FIT_SHARE
+    measured = {"asked": [10.0, 8.0], "moved": [8.0, 6.0], "remaining": [2.0, 2.0]}
+    fraction, text = progress_text({"phase": "drag", "step": 17, "max_steps": 200}, 200, measured, fit_first=True)
+    assert fraction == runner.FIT_SHARE + (1 - runner.FIT_SHARE) * 0.75
+    assert text.startswith("DragGAN: dragging, step 17 (at most 200) – Handles moved 8 of 10 px and 6 of 8 px")
+    done = {"steps": 17, **measured, "reached": True}
+    assert runner.finished_text(done, runner.outcome_text(done)) == (
+        "DragGAN: done after 17 steps. Targets reached: handles moved 8 of 10 px and 6 of 8 px (within 2 px)."
+    )
+    assert runner.finished_text({"steps": 1}, "x").startswith("DragGAN: done after 1 step.")
+
+
+def test_pairs_are_listed_in_image_coordinates() -> None:
+    """Issue 11, bug 9: the rulers show image coordinates, so the dialog and errors do too (sent: layer ones)."""
+    result = P.strokes_to_pairs([[(15, 25), (30, 20)], [(5, 5), (6, 6)]], offset=(10, 20), size=(100, 100))
+    assert [(p.handle, p.target) for p in result.pairs] == [((5, 5), (20, 0))]  # what the daemon gets
+    assert result.describe() == [
+        "stroke 1: (15, 25) -> (30, 20)",
+        "stroke 2: skipped, it starts or ends outside the layer",
+    ]
+
+
+def test_dialog_header_says_what_is_dragged_and_what_may_change() -> None:
+    """Issue 11, bugs 9 and 11: the source (a group: its merged picture), the selection, the pairs, the daemon."""
+    from draggan_gimp.wording import SourceInfo, group_note, info_text, model_choices
+
+    pairs = P.strokes_to_pairs([[(15, 25), (30, 20)]], offset=(10, 20), size=(100, 100))
+    layer = SourceInfo("Face", 100, 100, (10, 20), selection=(18, 22, 98, 98))
+    text = info_text(pairs, "running on cpu", layer)
+    assert text.splitlines()[:2] == [
+        "Source: the layer 'Face', 100 × 100 px at (10, 20). The result is a new layer above it.",
+        "May change: only the selected area, (18, 22) to (97, 97); the rest is held fixed as firmly as "
+        "'Mask strength' says. (Not used when the layer is not fitted first.)",
+    ]
+    assert "1 pair found (image coordinates, as on the rulers):\n  stroke 1: (15, 25) -> (30, 20)" in text
+    assert text.endswith("Daemon: running on cpu")
+    whole = info_text(pairs, "x", SourceInfo("Face", 100, 100, (10, 20)))
+    assert "May change: the whole layer (nothing is selected; select an area to limit the edit)." in whole
+    group = SourceInfo("Head", 90, 80, (4, 6), is_group=True)
+    assert "the layer group 'Head' as one picture (its visible layers merged)" in info_text(pairs, "x", group)
+    assert group_note(group).startswith("The layer group 'Head' was dragged as one picture") and not group_note(layer)
+    # The model box is never blank: the default is named (when the daemon says which it is).
+    assert model_choices(["emoji64", "ffhq"], "emoji64", "") == [
+        ("", "The daemon's default (emoji64)"),
+        ("emoji64", "emoji64"),
+        ("ffhq", "ffhq"),
+    ]
+    assert model_choices([], None, "ffhq") == [
+        ("", "The daemon's default model"),
+        ("ffhq", "ffhq (not on the running daemon)"),
+    ]
+    assert runner.default_model({"default_model": "emoji64"}) == "emoji64"
+    assert runner.default_model({"models": [{"name": "a"}, {"name": "b", "default": True}]}) == "b"
+
+
+def test_dialog_parameters_explain_automatic_and_seed() -> None:
+    """Issue 11, bug 9: 0 means automatic (the dialog shows a check box for it), the seed says when it counts."""
+    from draggan_gimp.wording import AUTO_LR_LABEL
+
+    lr = params.BY_NAME["learning-rate"]
+    assert lr.default == 0.0 and "0 = automatic" in lr.blurb
+    assert "automatic" in AUTO_LR_LABEL
+    assert "only when not fitting" in params.BY_NAME["seed"].label
+    assert "Off: your layer is not used" in params.BY_NAME["invert-first"].blurb
 
 
 # ---------------------------------------------------------------- output mode
@@ -199,9 +276,12 @@ def test_outcome_words_follow_the_measured_arrival() -> None:
 def test_progress_text_shows_the_latest_measured_progress() -> None:
     event = {"phase": "drag", "step": 10, "max_steps": 40, "asked": [12.0], "moved": [5.0], "remaining": [7.0]}
     fraction, text = progress_text(event, 200, event)
-    assert fraction == 0.25
-    assert text == "DragGAN: step 10 of 40 – Handle moved 5 of 12 px; not reached (7 px still to go)"
-    assert progress_text({"phase": "drag", "step": 11, "max_steps": 40}, 200)[1] == "DragGAN: step 11 of 40"
+    assert fraction == 5 / 12  # the handle has come further (5 of 12 px) than the steps (10 of at most 40)
+    assert text == "DragGAN: dragging, step 10 (at most 40) – Handle moved 5 of 12 px; not reached (7 px still to go)"
+    assert (
+        progress_text({"phase": "drag", "step": 11, "max_steps": 40}, 200)[1]
+        == "DragGAN: dragging, step 11 (at most 40)"
+    )
 
 
 def test_large_region_warning() -> None:
@@ -219,10 +299,13 @@ class ScriptedClient:
     A drag's events and job_done arrive in the same poll as its reply, as a fast job's can over a real socket.
     """
 
-    def __init__(self, session: dict, events: list[dict], done: dict, size: tuple[int, int]) -> None:
-        self.session, self.events, self.done, self.size = session, events, done, size
+    def __init__(
+        self, session: dict, events: list[dict], done: dict, size: tuple[int, int], fit: list[dict] = ()
+    ) -> None:
+        self.session, self.events, self.done, self.size, self.fit = session, events, done, size, list(fit)
         self.sent: list[tuple[str, dict]] = []
         self.inbox: list = []
+        self.silent = 0.0  # what daemon_silent_for says
 
     def _msg(self, msg_type: str, content: dict, parent: str, buffers=()):
         from draggan_protocol.framing import Message
@@ -236,6 +319,8 @@ class ScriptedClient:
             self.inbox.append(self._msg("open_session_reply", self.session, msg_id))
         elif msg_type == "drag":
             self.inbox.append(self._msg("drag_reply", {"job_id": "j1"}, msg_id))
+            for e in self.fit:
+                self.inbox.append(self._msg("progress", {"job_id": "j1", "phase": "invert", **e}, msg_id))
             for e in self.events:
                 self.inbox.append(self._msg("progress", {"job_id": "j1", "phase": "drag", **e}, msg_id))
             self.inbox.append(self._msg("job_done", {"job_id": "j1", **self.done}, msg_id))
@@ -250,7 +335,7 @@ class ScriptedClient:
         return out
 
     def daemon_silent_for(self) -> float:
-        return 0.0
+        return self.silent
 
     def request(self, msg_type: str, content: dict | None = None, buffers=(), timeout: float = 30.0):
         self.sent.append((msg_type, dict(content or {})))
@@ -260,6 +345,7 @@ class ScriptedClient:
 class Told:
     def __init__(self) -> None:
         self.texts: list[str] = []
+        self.fractions: list[float] = []
         self.messages: list[str] = []
 
     def status(self, text: str) -> None:
@@ -267,6 +353,7 @@ class Told:
 
     def progress(self, fraction: float, text: str) -> None:
         self.texts.append(text)
+        self.fractions.append(fraction)
 
     def preview(self, image) -> None:
         pass
@@ -299,19 +386,188 @@ def test_a_run_says_how_far_the_handles_really_went() -> None:
     client, told, outcome = _scripted_run(DONE_SHORT, 96)
     drag = next(c for t, c in client.sent if t == "drag")
     assert drag["output"] == "transfer" and drag["preview_seconds"] == runner.MEASURE_SECONDS
-    step5 = "DragGAN: step 5 of 40 – Handles moved 3 of 8 px and 2.5 of 12 px; not reached (9.4 px still to go)"
+    step5 = (
+        "DragGAN: dragging, step 5 (at most 40) – Handles moved 3 of 8 px and 2.5 of 12 px; not reached "
+        "(9.4 px still to go)"
+    )
     assert step5 in told.texts
     assert step5.replace("step 5", "step 6") in told.texts
     assert not outcome.reached and outcome.summary == runner.outcome_text(DONE_SHORT)
-    assert told.texts[-1] == "DragGAN: " + outcome.summary
+    assert told.texts[-1] == "DragGAN: done after 40 steps. " + outcome.summary
+    assert told.fractions[-1] == 1.0
     assert not any("Targets reached" in t for t in told.texts)
     assert told.messages == [] and outcome.warnings == []  # 96 px is not many times a 64-px model
 
     client, told, outcome = _scripted_run(DONE_REACHED, 600, output="generator")
     assert next(c for t, c in client.sent if t == "drag")["output"] == "generator"
-    assert outcome.reached and told.texts[-1].startswith("DragGAN: Targets reached: handles moved")
+    assert outcome.reached and told.texts[-1].startswith("DragGAN: done after 40 steps. Targets reached: handles")
     assert len(told.messages) == 1 and told.messages == outcome.warnings
     assert told.messages[0].startswith("The region is 9× the model's 64-px picture")
+
+
+FIT_EVENTS = [
+    {"stage": "w", "step": 10, "steps": 20, "fit_step": 10, "fit_steps": 40},
+    {"stage": "w+", "step": 10, "steps": 10, "fit_step": 30, "fit_steps": 40},
+    {"stage": "pti", "step": 10, "steps": 10, "fit_step": 40, "fit_steps": 40},
+]
+LAYER_SESSION = {"session_id": "s1", "resolution": 64, "region": [0, 0, 96, 96], "width": 96, "height": 96}
+SEED_SESSION = {"session_id": "s1", "resolution": 64, "width": 64, "height": 64, "source": "seed"}
+NO_PIXELS = runner.LayerInput(b"", 96, 96, (10, 20), "Face")  # a seed run sends no pixels
+
+
+def _pairs(strokes, size=None):
+    return P.strokes_to_pairs(strokes, size=size).pairs
+
+
+def test_a_layer_run_says_fitting_while_it_fits_and_ends_with_the_arrival() -> None:
+    """Issue 11, bug 10: no "dragging" before the fit is over; the bar ends full, saying whether the handles arrived."""
+    events = [{"step": 5, "max_steps": 40, "asked": [8.0], "moved": [3.0], "remaining": [5.0]}]
+    client = ScriptedClient(LAYER_SESSION, events, DONE_SHORT, (96, 96), fit=FIT_EVENTS)
+    told = Told()
+    settings = params.RunSettings.from_values({"steps": 40})
+    runner.run_drag(
+        client, runner.LayerInput(bytes(96 * 96 * 4), 96, 96), None, _pairs([[(10, 10), (10, 2)]]), settings, told
+    )
+    first_drag = next(i for i, t in enumerate(told.texts) if t.startswith("DragGAN: dragging, step"))
+    assert told.texts[1] == "DragGAN: fitting your layer into the model"
+    assert not any("dragging" in t for t in told.texts[:first_drag])
+    assert [t for t in told.texts[:first_drag] if "%" in t] == [
+        "DragGAN: fitting your layer into the model (overall look), 25%",
+        "DragGAN: fitting your layer into the model (details), 75%",
+        "DragGAN: fitting your layer into the model (adjusting the model to your picture), 100%",
+    ]
+    assert told.fractions == sorted(told.fractions) and told.fractions[2] == runner.FIT_SHARE
+    assert told.fractions[-1] == 1.0 and told.texts[-1] == "DragGAN: done after 40 steps. " + runner.outcome_text(
+        DONE_SHORT
+    )
+    # A seed run fits nothing, so it says "dragging" at once and its drag fills the whole bar.
+    told = Told()
+    seed = params.RunSettings.from_values({"steps": 40, "invert-first": False})
+    runner.run_drag(
+        ScriptedClient(SEED_SESSION, events, DONE_SHORT, (64, 64)),
+        NO_PIXELS,
+        None,
+        _pairs([[(10, 10), (10, 2)]]),
+        seed,
+        told,
+    )
+    assert told.texts[1] == "DragGAN: dragging" and told.fractions[0] == 3 / 8  # the handle: 3 of 8 px
+
+
+def test_seed_mode_refuses_strokes_off_the_models_picture() -> None:
+    """Issue 11, bug 8: without fitting, the model's 64-px picture is dragged; strokes off it are refused in words,
+    before any drag, and the session is closed again."""
+    client = ScriptedClient(SEED_SESSION, [], DONE_SHORT, (64, 64))
+    seed = params.RunSettings.from_values({"invert-first": False, "seed": 3})
+    pairs = _pairs([[(10, 10), (12, 10)], [(70, 40), (75, 40)], [(66, 47), (63, 43)]])
+    with pytest.raises(PluginError) as err:
+        runner.run_drag(client, NO_PIXELS, None, pairs, seed, Told())
+    text = str(err.value)
+    assert "the model's own picture number 3 instead of your layer: 64 × 64 px, from (10, 20) to (73, 83)" in text
+    assert "Stroke 2, (80, 60) -> (85, 60) and 1 other stroke, does not lie on it." in text
+    assert "Turn 'Fit my layer into the model first' on" in text
+    assert [t for t, _ in client.sent] == ["open_session", "close_session"]  # nothing dragged
+    assert client.sent[0][1] == {"source": "seed", "seed": 3, "offset": [10, 20]}
+    # Strokes on the picture are dragged (the layer itself does not matter then).
+    client = ScriptedClient(SEED_SESSION, [], DONE_SHORT, (64, 64))
+    out = runner.run_drag(client, NO_PIXELS, None, pairs[:1], seed, Told())
+    assert out.state == "done" and "drag" in [t for t, _ in client.sent]
+
+
+class SilentAfterReply(ScriptedClient):
+    """Answers the drag request, then the daemon is gone: nothing more arrives, heartbeats included."""
+
+    def send(self, msg_type: str, content: dict | None = None, buffers=()) -> str:
+        msg_id = super().send(msg_type, content, buffers)
+        if msg_type == "drag":
+            self.inbox = self.inbox[:1]  # just drag_reply
+            self.silent = runner.LOST_AFTER + 0.5
+        return msg_id
+
+
+def test_a_vanished_daemon_is_reported_within_seconds_whatever_the_timeout() -> None:
+    """Issue 11, bug 7: missed heartbeats end the run after LOST_AFTER s, not after the 60-s 'timeout' of old
+    profiles; nothing more is asked of the daemon (closing its session would cost another wait)."""
+    assert runner.LOST_AFTER <= 4.0 and runner.HEARTBEAT_INTERVAL <= 1.0
+    assert params.RunSettings.from_values({}).timeout == 4.0
+    client = SilentAfterReply(LAYER_SESSION, [], DONE_SHORT, (96, 96))
+    old_profile = params.RunSettings.from_values({"timeout": 60.0})
+    with pytest.raises(DaemonLost, match="stopped answering while dragging"):
+        runner.run_drag(
+            client,
+            runner.LayerInput(bytes(96 * 96 * 4), 96, 96),
+            None,
+            _pairs([[(10, 10), (10, 2)]]),
+            old_profile,
+            Told(),
+        )
+    assert [t for t, _ in client.sent] == ["open_session", "drag"]
+
+
+class Document:
+    """apply.Document that records what it is asked, undo included."""
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+        self.told = Told()
+
+    def read_layer(self):
+        return runner.LayerInput(bytes(96 * 96 * 4), 96, 96, (10, 20), "Face")
+
+    def read_selection(self):
+        return None
+
+    def begin_run(self, preview: bool):
+        self.log.append("begin")
+        return self.told
+
+    def end_run(self) -> None:
+        self.log.append("end")
+
+    def undo_group_start(self) -> None:
+        self.log.append("undo(")
+
+    def undo_group_end(self) -> None:
+        self.log.append(")undo")
+
+    def add_result(self, name: str, image):
+        self.log.append(f"add {name}")
+        return "new layer"
+
+    def select(self, layer) -> None:
+        self.log.append(f"select {layer}")
+
+
+def test_one_undo_step_per_successful_run_and_none_otherwise() -> None:
+    """Issue 11, bugs 6 and 11: no undo group while the daemon works (GIMP's Cancel kills the plug-in then); a
+    success is one group holding the new layer, which ends up selected (so Ctrl+F repeats on the result)."""
+    from draggan_gimp import apply
+
+    pairs = _pairs([[(10, 10), (10, 2)]])
+    doc = Document()
+    layer, outcome = apply.drag_into(
+        doc, ScriptedClient(LAYER_SESSION, [], DONE_SHORT, (96, 96)), pairs, params.RunSettings()
+    )
+    assert layer == "new layer" and outcome.state == "done"
+    assert doc.log == ["begin", "end", "undo(", "add Face (DragGAN)", "select new layer", ")undo"]
+
+    failed = {
+        "state": "failed",
+        "code": "invalid_input",
+        "message": "the handle at (1, 2) lies outside the edited region",
+    }
+    refused = ScriptedClient(LAYER_SESSION, [], failed, (96, 96))
+    gone = SilentAfterReply(LAYER_SESSION, [], DONE_SHORT, (96, 96))
+    for client, error in ((refused, "lies outside the edited region"), (gone, "stopped answering")):
+        doc = Document()
+        with pytest.raises(PluginError, match=error):
+            apply.drag_into(doc, client, pairs, params.RunSettings())
+        assert doc.log == ["begin", "end"]  # the preview and progress went; nothing reached the undo stack
+
+    seed = params.RunSettings.from_values({"invert-first": False, "seed": 5})
+    doc = Document()
+    apply.drag_into(doc, ScriptedClient(SEED_SESSION, [], DONE_SHORT, (64, 64)), pairs, seed)
+    assert "add Seed 5 (DragGAN)" in doc.log
 
 
 # ---------------------------------------------------------------- installer

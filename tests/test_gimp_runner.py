@@ -90,11 +90,29 @@ def test_seed_drag_returns_the_result_and_reports_steps(daemon, output: str) -> 
     assert out.state == "done" and 1 <= out.steps <= 4 and out.phases == ["drag"]
     assert (out.image.width, out.image.height, out.image.offset) == (64, 64, (5, 7))
     assert len(out.image.pixels) == 64 * 64 * 4 and len(out.handles) == 2
-    assert rec.events[-1][1].startswith(f"DragGAN: step {out.steps} of 4")
-    # The outcome in words, as the daemon measured it: "Targets reached" only when job_done says reached.
-    assert out.summary and rec.statuses[-1] == "DragGAN: " + out.summary
+    assert rec.events[-2][1].startswith(f"DragGAN: dragging, step {out.steps} (at most 4)")
+    # The bar ends full, with the outcome in words as the daemon measured it: "Targets reached" only when
+    # job_done says reached.
+    assert out.summary and rec.events[-1] == (1.0, f"DragGAN: done after {out.steps} steps. {out.summary}")
     assert out.summary.startswith("Targets reached") == out.reached
     assert rec.messages == []  # a seed session has no region to warn about
+
+
+def test_seed_mode_refuses_strokes_off_the_models_picture(daemon) -> None:
+    """Issue 11, bug 8: the seed picture is the model's 64 px at the layer's corner; strokes drawn for a larger
+    layer beyond it are refused in words before anything is dragged (the old plug-in sent them and failed)."""
+    conn = runner.connect(_settings(daemon))
+    off_picture = strokes_to_pairs([[(20.0, 40.0), (16.0, 35.0)], [(70.0, 47.0), (66.0, 43.0)]]).pairs
+    rec = Recorder()
+    try:
+        with pytest.raises(PluginError, match="does not lie on it") as err:
+            runner.run_drag(conn.client, NO_LAYER, None, off_picture, _settings(daemon, steps=4), rec)
+    finally:
+        conn.close()
+    assert "64 × 64 px, from (5, 7) to (68, 70)" in str(err.value) and "Stroke 2, (75, 54)" in str(err.value)
+    assert rec.events == []  # no drag step
+    _wait_idle(daemon, 5.0)
+    assert not daemon.server.store.sessions  # and the session was closed again
 
 
 def test_a_drag_the_daemon_stops_by_itself_is_an_error(daemon) -> None:
@@ -117,9 +135,10 @@ def test_stop_request_cancels_within_a_step(daemon) -> None:
 
 @pytest.mark.slow
 def test_daemon_dying_mid_run_is_a_clear_error(tmp_path: Path) -> None:
+    """Issue 11, bug 7: reported from missed heartbeats within 5 s, even with the 60-s timeout old profiles keep."""
     proc = spawn_daemon_process(tmp_path / "doomed.json")
     settings = params.RunSettings.from_values(
-        {"connection-file": str(tmp_path / "doomed.json"), "invert-first": False, "steps": 5000, "timeout": 2.0}
+        {"connection-file": str(tmp_path / "doomed.json"), "invert-first": False, "steps": 5000, "timeout": 60.0}
     )
     conn = runner.connect(settings)
     killed_at: list[float] = []
@@ -140,7 +159,9 @@ def test_daemon_dying_mid_run_is_a_clear_error(tmp_path: Path) -> None:
         proc.kill()
         proc.wait()
     assert killed_at, "the drag never started"
-    assert time.monotonic() - killed_at[0] < 2.0 + 3.0
+    waited = time.monotonic() - killed_at[0]
+    print(f"the plug-in gave up {waited:.1f} s after the daemon was killed")
+    assert waited < 5.0
 
 
 KILLED_PLUGIN = """

@@ -97,8 +97,8 @@ def _drag(procedure, run_mode, image, drawables, config):
 
     layer = gimp_io.source_layer(image, drawables)
     path = gimp_io.pick_path(image, config.get_property("path"))
-    _, ox, oy = layer.get_offsets()
-    size = (layer.get_width(), layer.get_height())
+    source = gimp_io.source_info(image, layer)
+    size = (source.width, source.height)
 
     def settings() -> RunSettings:
         return RunSettings.from_values({p.name: config.get_property(p.name) for p in PARAMS})
@@ -113,62 +113,57 @@ def _drag(procedure, run_mode, image, drawables, config):
                 raise
             daemon_line = "not running (start it with: draggan serve, then press OK)"
         max_pairs = (conn.hello.get("limits") or {}).get("max_points") if conn else None
-        pairs = strokes_to_pairs(read_all := gimp_io.read_strokes(path), (ox, oy), size, max_pairs)
+        pairs = strokes_to_pairs(read_all := gimp_io.read_strokes(path), source.offset, size, max_pairs)
 
         if run_mode == Gimp.RunMode.INTERACTIVE:
             from draggan_gimp.dialog import run_dialog
 
             models = runner.model_names(conn.hello) if conn else []
-            if not run_dialog(procedure, config, PROCEDURE, pairs, daemon_line, models):
+            default_model = runner.default_model(conn.hello) if conn else None
+            if not run_dialog(procedure, config, PROCEDURE, pairs, daemon_line, models, default_model, source):
                 return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+        run = settings()
+        if not run.invert_first:  # the model's own picture is dragged: its size, not the layer's, bounds the strokes
+            pairs = strokes_to_pairs(read_all, source.offset, None, max_pairs)
         if not pairs.pairs:
             detail = "\n".join(pairs.describe()) if read_all else f"The path '{path.get_name()}' has no strokes."
             raise PluginError(
                 "No usable path strokes: draw one stroke per point to move, from the point (first anchor) "
                 f"to where it should go (last anchor).\n{detail}"
             )
-        run = settings()
         if conn is None:
             conn = runner.connect(run)
-        return _run(procedure, image, layer, pairs.pairs, run, conn, run_mode != Gimp.RunMode.NONINTERACTIVE)
+        return _run(procedure, image, layer, source, pairs.pairs, run, conn, run_mode != Gimp.RunMode.NONINTERACTIVE)
     finally:
         if conn is not None:
             conn.close()
 
 
-def _run(procedure, image, layer, pairs, run, conn, interactive):
-    from draggan_gimp import gimp_io, runner
+def _run(procedure, image, layer, source, pairs, run, conn, interactive):
+    from draggan_gimp import apply, gimp_io
     from draggan_gimp.watchdog import Watchdog
+    from draggan_gimp.wording import group_note, seed_note
 
-    selection = gimp_io.read_selection(image, layer) if run.invert_first else None
-    source = gimp_io.read_layer(layer)
-    preview = gimp_io.PreviewLayer(image, layer) if run.preview_layer else None
-    feedback = gimp_io.GimpFeedback(preview)
     watchdog = None
     try:
         watchdog = Watchdog(conn.info.endpoint, conn.info.key, conn.client.client_id, conn.curve_text())
     except OSError as exc:
         print(f"draggan: no cancel watchdog ({exc})", file=sys.stderr)
-    image.undo_group_start()  # one undo step; a killed run's open group is closed by GIMP
     try:
-        outcome = runner.run_drag(conn.client, source, selection, pairs, run, feedback, watchdog)
-        if preview is not None:
-            preview.remove()
-        result = gimp_io.add_layer_above(image, layer, layer.get_name() + gimp_io.RESULT_SUFFIX, outcome.image)
+        # No undo group is open while the daemon works: one is opened only around the new layer (apply.py).
+        result, outcome = apply.drag_into(gimp_io.GimpDocument(image, layer), conn.client, pairs, run, watchdog)
     finally:
-        if preview is not None:
-            preview.remove()
-        image.undo_group_end()
-        feedback.end()
         if watchdog is not None:
             watchdog.close()
     Gimp.displays_flush()
     # How far the handles really went (never "reached" unless they did): a message for a person at the dialog;
     # scripts and batch runs get it as the 'outcome' return value and on stderr, not a message per call.
+    notes = [outcome.summary, group_note(source) if run.invert_first else seed_note(run.seed)]
+    told = "\n".join(n for n in notes if n)
     if interactive:
-        Gimp.message(outcome.summary)
+        Gimp.message(told)
     else:
-        print(f"DragGAN: {outcome.summary}", file=sys.stderr, flush=True)
+        print("DragGAN: " + told.replace("\n", "\nDragGAN: "), file=sys.stderr, flush=True)
     return _success(procedure, result, outcome)
 
 

@@ -1,61 +1,158 @@
-"""The interactive dialog: what will be dragged, whether the daemon is there, and the run's parameters.
+"""The interactive dialog: what will be dragged, what may change, whether the daemon is there, and the parameters.
 
 Built on GimpUi.ProcedureDialog so the parameters are the procedure's own arguments: GIMP stores the values of
-the last successful run and restores them next time. The model is a free-text argument (a daemon may serve any
-model), offered here as a combo box of what the running daemon has loaded.
+the last successful run and restores them next time. Two of them get their own widgets:
+- the model, a free-text argument (a daemon may serve any model), offered as a list of what the running daemon
+  serves, its default first and named;
+- the learning rate, whose 0 means automatic: a check box "automatic" and a number used only when it is off,
+  instead of a slider reading "0.0000".
+The seed only means something when the layer is not fitted first, so it is greyed out while fitting is on.
+
+Tests: with $DRAGGAN_GIMP_DIALOG_PROBE naming a JSON file {"answer": "ok" | "cancel", "report": path[,
+"screenshot": path]}, the shown dialog writes what it shows to `report` (and a PNG of itself) and answers itself,
+so a real GIMP under Xvfb can be checked.
 """
 
 from __future__ import annotations
+
+import json
+import os
 
 import gi
 
 gi.require_version("Gimp", "3.0")
 gi.require_version("GimpUi", "3.0")
 gi.require_version("Gtk", "3.0")
-from gi.repository import GimpUi, Gtk  # noqa: E402
+from gi.repository import Gdk, GimpUi, GLib, GObject, Gtk  # noqa: E402
 
 from .pairs import PairsResult  # noqa: E402
-from .params import PARAMS  # noqa: E402
+from .params import BY_NAME  # noqa: E402
+from .wording import AUTO_LR_LABEL, SourceInfo, info_text, model_choices  # noqa: E402
 
-MAX_LISTED_PAIRS = 8
-
-
-def info_text(pairs: PairsResult, daemon_line: str) -> str:
-    """The dialog's header: the pairs found (the first few listed) and the daemon's state."""
-    lines = [pairs.summary() + ":"]
-    listed = pairs.describe()
-    lines += ["  " + line for line in listed[:MAX_LISTED_PAIRS]]
-    if len(listed) > MAX_LISTED_PAIRS:
-        lines.append(f"  ... and {len(listed) - MAX_LISTED_PAIRS} more")
-    lines += ["", "Daemon: " + daemon_line]
-    return "\n".join(lines)
+MANUAL_LR = 0.002  # offered when automatic is switched off and no rate was set before
 
 
-def run_dialog(procedure, config, plugin_name: str, pairs: PairsResult, daemon_line: str, models: list[str]) -> bool:
+def _model_row(config, models: list[str], default_model: str | None) -> tuple[Gtk.Box, Gtk.ComboBoxText]:
+    row = Gtk.Box(orientation=Gtk.Orientation.HORIZONTAL, spacing=6)
+    label = Gtk.Label.new_with_mnemonic(BY_NAME["model"].label + ":")
+    row.pack_start(label, False, False, 0)
+    combo = Gtk.ComboBoxText()
+    label.set_mnemonic_widget(combo)
+    combo.set_tooltip_text(BY_NAME["model"].blurb)
+    current = config.get_property("model") or ""
+    for model_id, text in model_choices(models, default_model, current):
+        combo.append(model_id, text)
+    combo.set_active_id(current)
+    combo.connect("changed", lambda c: config.set_property("model", c.get_active_id() or ""))
+    row.pack_start(combo, True, True, 0)
+    return row, combo
+
+
+def _learning_rate_row(config) -> tuple[Gtk.Box, Gtk.CheckButton, Gtk.SpinButton]:
+    param = BY_NAME["learning-rate"]
+    row = Gtk.Box(orientation=Gtk.Orientation.HORIZONTAL, spacing=6)
+    rate = float(config.get_property(param.name) or 0.0)
+    auto = Gtk.CheckButton.new_with_mnemonic(AUTO_LR_LABEL)
+    auto.set_tooltip_text(param.blurb)
+    auto.set_active(rate <= 0.0)
+    adjustment = Gtk.Adjustment(
+        value=rate if rate > 0 else MANUAL_LR,
+        lower=0.0001,
+        upper=float(param.maximum),
+        step_increment=0.0001,
+        page_increment=0.001,
+    )
+    spin = Gtk.SpinButton(adjustment=adjustment, digits=4)
+    spin.set_tooltip_text("Learning rate used when 'automatic' is off")
+    spin.set_sensitive(not auto.get_active())
+
+    def sync(*_args) -> None:
+        spin.set_sensitive(not auto.get_active())
+        config.set_property(param.name, 0.0 if auto.get_active() else float(spin.get_value()))
+
+    auto.connect("toggled", sync)
+    spin.connect("value-changed", sync)
+    row.pack_start(auto, True, True, 0)
+    row.pack_start(spin, False, False, 0)
+    return row, auto, spin
+
+
+def run_dialog(
+    procedure,
+    config,
+    plugin_name: str,
+    pairs: PairsResult,
+    daemon_line: str,
+    models: list[str],
+    default_model: str | None = None,
+    source: SourceInfo | None = None,
+) -> bool:
     """Show the dialog; True when the person pressed OK (the config then holds their choices)."""
     GimpUi.init(plugin_name)
     dialog = GimpUi.ProcedureDialog.new(procedure, config, "DragGAN: Drag")
-    dialog.fill([p.name for p in PARAMS if p.in_dialog and p.name != "model"])
-
     content = dialog.get_content_area()
-    header = Gtk.Label(label=info_text(pairs, daemon_line), xalign=0.0, selectable=True)
+    header = Gtk.Label(label=info_text(pairs, daemon_line, source), xalign=0.0, selectable=True)
     header.set_line_wrap(True)
-    content.pack_start(header, False, False, 6)
-    content.reorder_child(header, 0)
-
-    row = Gtk.Box(orientation=Gtk.Orientation.HORIZONTAL, spacing=6)
-    row.pack_start(Gtk.Label(label="Model:", use_underline=False), False, False, 0)
-    combo = Gtk.ComboBoxText.new_with_entry()
-    combo.append_text("")  # the daemon's default model
-    for name in models:
-        combo.append_text(name)
-    combo.get_child().set_text(config.get_property("model") or "")
-    combo.connect("changed", lambda c: config.set_property("model", c.get_active_text() or ""))
-    row.pack_start(combo, True, True, 0)
-    content.pack_start(row, False, False, 6)
-    content.reorder_child(row, 1)
+    header.set_max_width_chars(80)
+    content.pack_start(header, False, False, 3)
+    # In the order a person reads them: what the result is, how long, how big the steps, how firm the rest, which
+    # model, and where the drag starts from (fill() appends GIMP's widgets for the arguments named).
+    dialog.fill(["output", "steps"])
+    lr_row, auto, spin = _learning_rate_row(config)
+    content.pack_start(lr_row, False, False, 3)
+    dialog.fill(["mask-strength"])
+    model_row, combo = _model_row(config, models, default_model)
+    content.pack_start(model_row, False, False, 3)
+    dialog.fill(["invert-first", "seed", "preview-layer"])
+    dialog.set_sensitive("seed", True, config, "invert-first", True)  # the seed counts only without fitting
 
     dialog.show_all()
+    probe = os.environ.get("DRAGGAN_GIMP_DIALOG_PROBE")
+    if probe:
+        GLib.timeout_add(500, _probe, dialog, config, header, auto, spin, combo, probe)
     accepted = bool(dialog.run())
     dialog.destroy()
     return accepted
+
+
+def _probe(dialog, config, header, auto, spin, combo, control: str) -> bool:
+    """Test hook: write what the dialog shows, check the seed's greying both ways, then answer it."""
+    with open(control, encoding="utf-8") as f:
+        orders = json.load(f)
+    if orders.get("screenshot"):
+        window = dialog.get_window()
+        shot = Gdk.pixbuf_get_from_window(window, 0, 0, window.get_width(), window.get_height())
+        shot.savev(orders["screenshot"], "png", [], [])
+    seed = dialog.get_widget("seed", GObject.TYPE_NONE)
+    fitting = bool(config.get_property("invert-first"))
+    report = {
+        "rows": [_row_name(child) for child in dialog.get_content_area().get_children() if child.get_visible()],
+        "header": header.get_text(),
+        "model": combo.get_active_text(),
+        "models": [row[0] for row in combo.get_model()],
+        "lr_auto": auto.get_active(),
+        "lr_label": auto.get_label(),
+        "lr_spin_sensitive": spin.get_sensitive(),
+        "seed_sensitive": {str(fitting): seed.get_sensitive()},
+    }
+    config.set_property("invert-first", not fitting)
+    while Gtk.events_pending():
+        Gtk.main_iteration()
+    report["seed_sensitive"][str(not fitting)] = seed.get_sensitive()
+    config.set_property("invert-first", fitting)
+    with open(orders["report"], "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=1)
+    dialog.response(Gtk.ResponseType.OK if orders.get("answer") == "ok" else Gtk.ResponseType.CANCEL)
+    return False
+
+
+def _row_name(widget) -> str:
+    """A dialog row as a test names it: the text of its first label (or check box), else its type."""
+    todo = [widget]
+    while todo:
+        w = todo.pop(0)
+        if isinstance(w, (Gtk.Label, Gtk.CheckButton)) and (w.get_label() or "").strip():
+            return w.get_label().replace("_", "").split("\n")[0]
+        if isinstance(w, Gtk.Container):
+            todo.extend(w.get_children())
+    return type(widget).__name__

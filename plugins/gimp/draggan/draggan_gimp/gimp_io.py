@@ -14,13 +14,12 @@ gi.require_version("Gegl", "0.4")
 from draggan_protocol import Image  # noqa: E402
 from gi.repository import Gegl, Gimp  # noqa: E402
 
+from .apply import PREVIEW_SUFFIX, RESULT_SUFFIX  # noqa: E402, F401  (RESULT_SUFFIX: kept importable from here)
 from .errors import PluginError  # noqa: E402
 from .pairs import anchors_from_bezier  # noqa: E402
 from .pixels import GRAY, RGBA, Selection, check_size, selection_on_layer  # noqa: E402
-from .runner import LayerInput  # noqa: E402
-
-RESULT_SUFFIX = " (DragGAN)"
-PREVIEW_SUFFIX = " (DragGAN preview)"
+from .runner import Feedback, LayerInput  # noqa: E402
+from .wording import SourceInfo  # noqa: E402
 
 
 def source_layer(image: Gimp.Image, drawables: list) -> Gimp.Layer:
@@ -37,6 +36,19 @@ def source_layer(image: Gimp.Image, drawables: list) -> Gimp.Layer:
             "Convert it with Image > Mode > RGB, then run Filters > DragGAN > Drag again."
         )
     return drawable
+
+
+def source_info(image: Gimp.Image, layer: Gimp.Layer) -> SourceInfo:
+    """The source as the dialog and the messages describe it (a layer group's picture is its merged layers)."""
+    _, ox, oy = layer.get_offsets()
+    return SourceInfo(
+        layer.get_name(),
+        layer.get_width(),
+        layer.get_height(),
+        (int(ox), int(oy)),
+        is_group=bool(layer.is_group()),
+        selection=selection_bounds(image),
+    )
 
 
 def read_layer(layer: Gimp.Layer) -> LayerInput:
@@ -90,6 +102,26 @@ def read_strokes(path: Gimp.Path) -> list[list[tuple[float, float]]]:
     return strokes
 
 
+def selection_bounds(image: Gimp.Image) -> tuple[int, int, int, int] | None:
+    """The selection's bounding box in image coordinates (x1, y1, x2, y2, x2/y2 exclusive), None without one."""
+    bounds = Gimp.Selection.bounds(image)  # (success, non_empty, x1, y1, x2, y2)
+    if not bounds[1]:
+        return None
+    return tuple(int(v) for v in bounds[2:6])
+
+
+def without_undo(gimp_image: Gimp.Image, action):
+    """Run `action()` with the image's undo frozen: for the preview layer, which must leave no undo step.
+
+    GIMP does not thaw an image for a plug-in that dies, so each frozen stretch is one call long, never a wait.
+    """
+    gimp_image.undo_freeze()
+    try:
+        return action()
+    finally:
+        gimp_image.undo_thaw()
+
+
 def write_layer_pixels(layer: Gimp.Layer, image: Image) -> None:
     check_size(image.pixels, image.width, image.height, 4)
     buffer = layer.get_buffer()
@@ -99,20 +131,39 @@ def write_layer_pixels(layer: Gimp.Layer, image: Image) -> None:
 
 
 def add_layer_above(gimp_image: Gimp.Image, source: Gimp.Layer, name: str, image: Image) -> Gimp.Layer:
-    """A new RGBA layer holding `image`, placed right above `source` (same parent), at `image.offset`."""
+    """A new RGBA layer holding `image`, placed right above `source` (same parent), at `image.offset`.
+
+    The offset is set before the layer joins the image, so the insertion is the only undo step it makes.
+    """
     if image.format != "RGBA8":
         raise PluginError(f"The daemon sent {image.format} pixels; this plug-in asked for RGBA8.")
     layer = Gimp.Layer.new(
         gimp_image, name, image.width, image.height, Gimp.ImageType.RGBA_IMAGE, 100.0, Gimp.LayerMode.NORMAL
     )
-    gimp_image.insert_layer(layer, source.get_parent(), gimp_image.get_item_position(source))
     layer.set_offsets(int(image.offset[0]), int(image.offset[1]))
+    gimp_image.insert_layer(layer, source.get_parent(), gimp_image.get_item_position(source))
     write_layer_pixels(layer, image)
     return layer
 
 
+def all_layers(gimp_image: Gimp.Image) -> list[Gimp.Layer]:
+    """Every layer of the image, inside groups too."""
+    out: list[Gimp.Layer] = []
+    todo = list(gimp_image.get_layers() or [])
+    while todo:
+        layer = todo.pop(0)
+        out.append(layer)
+        if layer.is_group():
+            todo[:0] = list(layer.get_children() or [])
+    return out
+
+
 class PreviewLayer:
-    """A temporary layer above the source that shows the daemon's preview frames while the drag runs."""
+    """A temporary layer above the source that shows the daemon's preview frames while the drag runs.
+
+    It is added and removed with undo frozen and updated by writing its pixels (which GIMP does not record), so it
+    leaves no undo step. A run that GIMP kills (Cancel) cannot remove it; the next run does (`remove_stale`).
+    """
 
     def __init__(self, gimp_image: Gimp.Image, source: Gimp.Layer) -> None:
         self.gimp_image = gimp_image
@@ -121,20 +172,37 @@ class PreviewLayer:
         self.frames = 0
 
     def show(self, image: Image) -> None:
-        if self.layer is not None and (self.layer.get_width(), self.layer.get_height()) != (image.width, image.height):
-            self.remove()
+        if self.layer is not None:
+            _, x, y = self.layer.get_offsets()
+            placed = (self.layer.get_width(), self.layer.get_height(), x, y)
+            if placed != (image.width, image.height, int(image.offset[0]), int(image.offset[1])):
+                self.remove()  # moving it would be an undo step; a new one is not
         if self.layer is None:
-            self.layer = add_layer_above(self.gimp_image, self.source, self.source.get_name() + PREVIEW_SUFFIX, image)
+            name = self.source.get_name() + PREVIEW_SUFFIX
+            self.layer = without_undo(
+                self.gimp_image, lambda: add_layer_above(self.gimp_image, self.source, name, image)
+            )
         else:
-            self.layer.set_offsets(int(image.offset[0]), int(image.offset[1]))
             write_layer_pixels(self.layer, image)
         self.frames += 1
         Gimp.displays_flush()
 
     def remove(self) -> None:
         if self.layer is not None:
-            self.gimp_image.remove_layer(self.layer)
-            self.layer = None
+            layer, self.layer = self.layer, None
+            without_undo(self.gimp_image, lambda: self.gimp_image.remove_layer(layer))
+
+    @staticmethod
+    def remove_stale(gimp_image: Gimp.Image, keep: Gimp.Layer) -> int:
+        """Remove preview layers that cancelled runs left behind (never `keep`, the source); returns how many."""
+        stale = [
+            layer
+            for layer in all_layers(gimp_image)
+            if layer.get_name().endswith(PREVIEW_SUFFIX) and layer.get_id() != keep.get_id()
+        ]
+        for layer in stale:
+            without_undo(gimp_image, lambda layer=layer: gimp_image.remove_layer(layer))
+        return len(stale)
 
 
 class GimpFeedback:
@@ -175,3 +243,49 @@ class GimpFeedback:
 
     def end(self) -> None:
         Gimp.progress_end()
+
+
+class GimpDocument:
+    """The image and source layer of one run, as apply.drag_into needs them (see apply.Document)."""
+
+    def __init__(self, gimp_image: Gimp.Image, layer: Gimp.Layer) -> None:
+        self.gimp_image = gimp_image
+        self.layer = layer
+        self.feedback: GimpFeedback | None = None
+        self._was_clean = False
+
+    def read_layer(self) -> LayerInput:
+        return read_layer(self.layer)
+
+    def read_selection(self) -> Selection | None:
+        return read_selection(self.gimp_image, self.layer)
+
+    def begin_run(self, preview: bool) -> Feedback:
+        was_clean = not self.gimp_image.is_dirty()
+        self._was_clean = was_clean and not PreviewLayer.remove_stale(self.gimp_image, self.layer)
+        self.feedback = GimpFeedback(PreviewLayer(self.gimp_image, self.layer) if preview else None)
+        return self.feedback
+
+    def end_run(self) -> None:
+        if self.feedback is None:
+            return
+        feedback, self.feedback = self.feedback, None
+        if feedback.preview_layer is not None:
+            feedback.preview_layer.remove()
+            if self._was_clean and feedback.preview_layer.frames:
+                # Adding and removing the preview marked the image changed although it is as it was (a stale
+                # preview removed at the start did change it: then it stays marked).
+                self.gimp_image.clean_all()
+        feedback.end()
+
+    def undo_group_start(self) -> None:
+        self.gimp_image.undo_group_start()
+
+    def undo_group_end(self) -> None:
+        self.gimp_image.undo_group_end()
+
+    def add_result(self, name: str, image: Image) -> Gimp.Layer:
+        return add_layer_above(self.gimp_image, self.layer, name, image)
+
+    def select(self, layer: Gimp.Layer) -> None:
+        self.gimp_image.set_selected_layers([layer])

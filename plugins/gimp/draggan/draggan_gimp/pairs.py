@@ -32,10 +32,15 @@ class Pair:
 
 @dataclass
 class PairsResult:
-    """The usable pairs plus a plain-words reason for every stroke that was left out."""
+    """The usable pairs plus a plain-words reason for every stroke that was left out.
+
+    The pairs are in layer coordinates (what the daemon is sent); `offset` is the layer's offset in the image, so
+    that every line a person reads is in image coordinates, as GIMP's rulers and pointer show them.
+    """
 
     pairs: list[Pair] = field(default_factory=list)
     skipped: list[tuple[int, str]] = field(default_factory=list)
+    offset: Point = (0.0, 0.0)
 
     def summary(self) -> str:
         found = f"{len(self.pairs)} pair{'s' if len(self.pairs) != 1 else ''} found"
@@ -43,12 +48,16 @@ class PairsResult:
             return found
         return f"{found}, {len(self.skipped)} stroke{'s' if len(self.skipped) != 1 else ''} skipped"
 
+    def in_image(self, point: Point) -> Point:
+        """A layer-coordinate point where the image's rulers put it."""
+        return (point[0] + self.offset[0], point[1] + self.offset[1])
+
     def describe(self) -> list[str]:
-        """One line per pair and per skipped stroke, for the dialog and for error messages."""
-        lines = [
-            f"stroke {p.stroke + 1}: ({p.handle[0]:.0f}, {p.handle[1]:.0f}) -> ({p.target[0]:.0f}, {p.target[1]:.0f})"
-            for p in self.pairs
-        ]
+        """One line per pair and per skipped stroke, in image coordinates, for the dialog and for error messages."""
+        lines = []
+        for p in self.pairs:
+            (hx, hy), (tx, ty) = self.in_image(p.handle), self.in_image(p.target)
+            lines.append(f"stroke {p.stroke + 1}: ({hx:.0f}, {hy:.0f}) -> ({tx:.0f}, {ty:.0f})")
         lines += [f"stroke {i + 1}: skipped, {why}" for i, why in self.skipped]
         return lines
 
@@ -76,7 +85,7 @@ def strokes_to_pairs(
     width, height), strokes that start or end outside the layer are skipped, since the daemon only sees the layer.
     `max_pairs` keeps the first that many pairs and reports the rest as skipped.
     """
-    result = PairsResult()
+    result = PairsResult(offset=(float(offset[0]), float(offset[1])))
     ox, oy = offset
     for index, anchors in enumerate(strokes):
         anchors = list(anchors)

@@ -70,7 +70,8 @@ PARAMS: tuple[Param, ...] = (
         "learning-rate",
         "double",
         "_Learning rate",
-        "Adam step size on the latent; 0 = automatic (the daemon picks it by the model's size)",
+        "How big each step of the drag is (Adam's step size on the latent); 0 = automatic: the daemon picks it "
+        "for the model's size",
         0.0,
         0.0,
         0.1,
@@ -79,20 +80,30 @@ PARAMS: tuple[Param, ...] = (
         "mask-strength",
         "double",
         "_Mask strength",
-        "How firmly the area outside the selection is held fixed (0 = not at all)",
+        "How firmly the part outside the selection is held fixed while dragging (0 = not at all)",
         20.0,
         0.0,
         1000.0,
     ),
-    Param("model", "string", "_Model", "Model name on the daemon (empty: the daemon's default)", ""),
+    Param("model", "string", "_Model", "Model name on the daemon (empty: the daemon's default model)", ""),
     Param(
         "invert-first",
         "boolean",
-        "_Fit the layer first (inversion)",
-        "Fit the layer into the model before dragging; off: start from the model's image for 'seed'",
+        "_Fit my layer into the model first",
+        "On (usual): the model first learns to draw your layer, then drags it. Off: your layer is not used; the "
+        "model's own picture number 'seed' is dragged instead, placed at the layer's top-left corner at the "
+        "model's size, and the strokes must lie on that picture",
         True,
     ),
-    Param("seed", "int", "S_eed", "Model seed used when the layer is not fitted first", 0, 0, 2**31 - 1),
+    Param(
+        "seed",
+        "int",
+        "S_eed (only when not fitting my layer)",
+        "Which of the model's own pictures is dragged when 'Fit my layer into the model first' is off",
+        0,
+        0,
+        2**31 - 1,
+    ),
     Param(
         "preview-layer",
         "boolean",
@@ -112,8 +123,9 @@ PARAMS: tuple[Param, ...] = (
         "timeout",
         "double",
         "Timeout",
-        "Seconds without any word from the daemon before the run is given up",
-        60.0,
+        "Seconds without any word from the daemon before the run is given up. The plug-in asks every second and a "
+        "working daemon answers at once, so a daemon that is gone is noticed within 4 s whatever this says",
+        4.0,
         1.0,
         3600.0,
         in_dialog=False,
@@ -136,7 +148,7 @@ class RunSettings:
     seed: int = 0
     preview_layer: bool = False
     connection_file: str = ""
-    timeout: float = 60.0
+    timeout: float = 4.0
 
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> RunSettings:

@@ -6,7 +6,8 @@ dying mid-run) testable against a real daemon without GIMP.
 
 The conversation uses the client's non-blocking API (send + poll) rather than its blocking helpers, because a
 drag step on a CPU can take longer than any fixed reply timeout: liveness is judged by the daemon answering
-heartbeats, not by how soon the next step arrives.
+heartbeats, not by how soon the next step arrives: the client asks every second, and a daemon that has not
+answered for LOST_AFTER seconds is gone (killed, crashed, its machine asleep), reported within a few seconds.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from draggan_protocol import (
 from draggan_protocol.client import drag_request, image_from_message, layer_session_request
 from draggan_protocol.outcome import arrival_text, fallback_text, large_region_text
 
-from .errors import Cancelled, PluginError
+from .errors import Cancelled, DaemonLost, PluginError
 from .pairs import Pair
 from .params import RunSettings
 from .pixels import Selection
@@ -38,6 +39,9 @@ from .pixels import Selection
 CLIENT_NAME = "gimp-draggan"
 HELLO_TIMEOUT = 5.0  # a daemon that is up answers hello in milliseconds
 HEARTBEAT_INTERVAL = 1.0
+# The daemon's socket loop answers a heartbeat within milliseconds even while its worker computes, so four missed
+# answers in a row mean it is gone. This bounds the 'timeout' setting (old profiles remember 60 s).
+LOST_AFTER = 4 * HEARTBEAT_INTERVAL
 POLL_INTERVAL = 0.1
 CLOSE_TIMEOUT = 1.0
 # Preview steps carry the measured arrival that the progress text shows: every few steps with a preview layer,
@@ -152,6 +156,16 @@ def model_names(info: dict[str, Any]) -> list[str]:
     return [m.get("name", "") if isinstance(m, dict) else str(m) for m in models]
 
 
+def default_model(info: dict[str, Any]) -> str | None:
+    """The model the daemon uses when none is named (hello's `default_model`, else the one marked default)."""
+    if info.get("default_model"):
+        return str(info["default_model"])
+    for m in info.get("models") or []:
+        if isinstance(m, dict) and m.get("default"):
+            return str(m.get("name") or "") or None
+    return None
+
+
 def drag_points(pairs: Sequence[Pair]) -> list[tuple[float, float, float, float]]:
     return [(p.handle[0], p.handle[1], p.target[0], p.target[1]) for p in pairs]
 
@@ -182,9 +196,10 @@ class Conversation:
 
     def _check_alive(self, what: str) -> None:
         silent = self.client.daemon_silent_for()
-        if silent > self.timeout:
-            raise PluginError(
-                f"The DragGAN daemon stopped answering while {what} (nothing for {silent:.0f} s).\n"
+        if silent > min(self.timeout, LOST_AFTER):
+            raise DaemonLost(
+                f"The DragGAN daemon stopped answering while {what} (nothing for {silent:.0f} s; a working daemon "
+                "answers every second).\n"
                 "It may have crashed or been stopped; the layer is unchanged. Start it again with:  draggan serve"
             )
 
@@ -287,27 +302,87 @@ def region_warning(session: dict[str, Any]) -> str:
     return large_region_text(side, resolution)
 
 
-def progress_text(content: dict[str, Any], steps: int, arrival: dict[str, Any] | None = None) -> tuple[float, str]:
-    """Progress-bar fraction and text for a progress event (fitting the layer first, then the drag's steps).
+FIT_SHARE = 0.5  # of the progress bar, for a run that fits the layer before it drags
+STAGE_WORDS = {  # the fit's stages (PROTOCOL.md, invert), in the words of someone who never read the paper
+    "w": "overall look",
+    "w+": "details",
+    "pti": "adjusting the model to your picture",
+}
 
-    `arrival` is the latest drag event that carried measured arrival fields (preview steps do); its words follow
-    the step count, so the bar says how far the content has really moved, not where the point tracker thinks.
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _toward_targets(arrival: dict[str, Any] | None) -> float:
+    """How far the slowest handle has come, as a share of its asked move (0 without measured fields)."""
+    if arrival is None:
+        return 0.0
+    try:
+        shares = [float(m) / float(a) for m, a in zip(arrival["moved"], arrival["asked"], strict=True) if float(a) > 0]
+    except (KeyError, TypeError, ValueError):
+        return 0.0
+    return min(max(min(shares), 0.0), 1.0) if shares else 0.0
+
+
+def progress_text(
+    content: dict[str, Any], steps: int, arrival: dict[str, Any] | None = None, fit_first: bool = False
+) -> tuple[float, str]:
+    """Progress-bar fraction (of the whole run) and text for a progress event: fitting the layer, then dragging.
+
+    `fit_first`: the run fits the layer before it drags, so the fit fills the first FIT_SHARE of the bar and the
+    drag the rest. The drag's share is the larger of its steps (out of the most it may take) and how far the
+    slowest handle has really come (`arrival`: the latest drag event that carried measured arrival fields), since a
+    drag ends early when the handles arrive. Its words follow the step count, so the bar says how far the content
+    has moved, not where the point tracker thinks it is.
     """
     step = int(content.get("step") or 0)
     if content.get("phase") == "invert":
-        stage = content.get("stage") or content.get("name") or "fitting"
+        stage = STAGE_WORDS.get(str(content.get("stage") or ""), "")
         fit_steps = int(content.get("fit_steps") or 0)
         if fit_steps:  # one bar over all stages
-            fraction = min(int(content.get("fit_step") or 0) / fit_steps, 1.0)
-            return fraction, f"DragGAN: fitting the layer into the model ({stage}), {int(100 * fraction)}%"
-        total = int(content.get("steps") or 0)
-        of = f" of {total}" if total else ""
-        return (step / total if total else 0.0), f"DragGAN: fitting the layer into the model ({stage}), step {step}{of}"
+            share = min(int(content.get("fit_step") or 0) / fit_steps, 1.0)
+        else:
+            total = int(content.get("steps") or 0)
+            share = min(step / total, 1.0) if total else 0.0
+        words = f" ({stage})" if stage else ""
+        text = f"DragGAN: fitting your layer into the model{words}, {int(100 * share)}%"
+        return (FIT_SHARE if fit_first else 1.0) * share, text
     total = int(content.get("max_steps") or steps) or 1
-    text = f"DragGAN: step {step} of {total}"
+    share = max(min(step / total, 1.0), _toward_targets(arrival))
+    text = f"DragGAN: dragging, step {step} (at most {total})"
     if arrival is not None:
         text += " – " + arrival_text(arrival)
-    return min(step / total, 1.0), text
+    base = FIT_SHARE if fit_first else 0.0
+    return base + (1.0 - base) * share, text
+
+
+def finished_text(done: dict[str, Any], summary: str) -> str:
+    """The progress bar's last words: the steps taken and whether the handles arrived (the outcome)."""
+    return f"DragGAN: done after {_plural(int(done.get('steps') or 0), 'step')}. {summary}"
+
+
+def seed_pairs_problem(pairs: Sequence[Pair], size: tuple[int, int], offset: tuple[int, int], seed: int) -> str:
+    """Why a seed run cannot drag these pairs ("" when it can): every handle and target must lie on the picture.
+
+    Without fitting, the daemon drags the model's own picture for `seed` (the model's size, its top-left corner
+    at the layer's); the strokes were drawn on the image, so only those on that square mean anything.
+    """
+    w, h = size
+    ox, oy = offset
+    outside = [p for p in pairs if not all(0.0 <= x <= w - 1 and 0.0 <= y <= h - 1 for x, y in (p.handle, p.target))]
+    if not outside:
+        return ""
+    first = outside[0]
+    where = f"({first.handle[0] + ox:.0f}, {first.handle[1] + oy:.0f}) -> ({first.target[0] + ox:.0f}, "
+    where += f"{first.target[1] + oy:.0f})"
+    others = f" and {_plural(len(outside) - 1, 'other stroke')}" if len(outside) > 1 else ""
+    return (
+        f"Without 'Fit my layer into the model first', DragGAN drags the model's own picture number {seed} instead "
+        f"of your layer: {w} × {h} px, from ({ox}, {oy}) to ({ox + w - 1}, {oy + h - 1}) in the image. Stroke "
+        f"{first.stroke + 1}, {where}{others}, does not lie on it.\n"
+        "Turn 'Fit my layer into the model first' on to drag your layer, or draw the strokes inside that square."
+    )
 
 
 def run_drag(
@@ -322,7 +397,8 @@ def run_drag(
     """Open a session, drag (the daemon fits the layer into the model first), fetch the result, close.
 
     With `invert_first` off, the session starts from the model's own image for `settings.seed` instead of the
-    layer (for layers the model made, or to try a model); the selection does not apply then.
+    layer (for layers the model made, or to try a model), its top-left corner at the layer's; the selection does
+    not apply then, and pairs that do not lie on that picture are refused before anything is dragged.
     """
     if not pairs:
         raise PluginError("There is nothing to drag: no usable path strokes.")
@@ -346,7 +422,13 @@ def run_drag(
     session = talk.request("open_session", content, buffers, "opening a session").content
     session_id = session["session_id"]
     warnings: list[str] = []
+    lost = False
     try:
+        if not settings.invert_first:
+            size = (int(session.get("width") or 0), int(session.get("height") or 0))
+            problem = seed_pairs_problem(pairs, size, layer.offset, int(settings.seed))
+            if problem:
+                raise PluginError(problem)
         warning = region_warning(session)
         if warning:
             warnings.append(warning)
@@ -361,6 +443,7 @@ def run_drag(
         )
         phases: list[str] = []
         latest: list[dict[str, Any]] = []  # the last drag event with measured arrival fields
+        shown = [0.0]  # the bar never goes back (a handle's measured progress can)
 
         def on_progress(msg: Message) -> None:
             c = msg.content
@@ -368,12 +451,16 @@ def run_drag(
                 phases.append(str(c.get("phase")))
             if c.get("phase") == "drag" and has_arrival(c):
                 latest[:] = [c]
-            fraction, text = progress_text(c, settings.steps, latest[0] if latest else None)
-            feedback.progress(fraction, text)
+            fraction, text = progress_text(
+                c, settings.steps, latest[0] if latest else None, fit_first=settings.invert_first
+            )
+            shown[0] = max(shown[0], fraction)
+            feedback.progress(shown[0], text)
             if settings.preview_layer and isinstance(c.get("preview"), dict):
                 feedback.preview(image_from_message(msg, "preview"))
 
-        feedback.status("DragGAN: dragging")
+        # A new layer session is fitted first, inside the drag job: say what really happens first.
+        feedback.status("DragGAN: fitting your layer into the model" if settings.invert_first else "DragGAN: dragging")
         done = talk.job("drag", content, buffers, "dragging", on_progress)
         if done.get("state") == "cancelled":
             if feedback.stop_requested():
@@ -387,7 +474,7 @@ def run_drag(
         image = image_from_message(result)
         handles = list(done.get("handles") or [])
         summary = outcome_text(done)
-        feedback.status("DragGAN: " + summary)
+        feedback.progress(1.0, finished_text(done, summary))
         return DragOutcome(
             image,
             done.get("state", "done"),
@@ -398,8 +485,12 @@ def run_drag(
             summary=summary,
             warnings=warnings,
         )
+    except DaemonLost:
+        lost = True
+        raise
     finally:
-        try:  # free the daemon's memory now rather than at its idle timeout; never hide the real outcome
-            client.request("close_session", {"session_id": session_id}, timeout=CLOSE_TIMEOUT)
-        except (DaemonError, DaemonUnreachable, OSError):
-            pass
+        if not lost:  # free the daemon's memory now rather than at its idle timeout; never hide the real outcome
+            try:
+                client.request("close_session", {"session_id": session_id}, timeout=CLOSE_TIMEOUT)
+            except (DaemonError, DaemonUnreachable, OSError):
+                pass
