@@ -13,6 +13,10 @@ from typing import Any
 LARGE_REGION_FACTOR = 8.0
 """A region this many times the model's side or more gets a warning: the motion comes from a much smaller picture."""
 
+START_DAEMON = "make run in the DragGAN Studio folder (or .venv/bin/draggan serve there)"
+"""How to start the daemon, for "Start it with: …": what works after the README's set-up (`make run` makes the
+project's `.venv` and serves the bundled model). A bare `draggan serve` is on no PATH after that."""
+
 
 def _floats(values: Any) -> list[float]:
     if not isinstance(values, Sequence) or isinstance(values, (str, bytes)):

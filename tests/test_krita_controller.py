@@ -7,11 +7,12 @@ to a few steps so each test takes a second or two.
 
 from __future__ import annotations
 
+import re
 import threading
 from types import SimpleNamespace
 
 import pytest
-from fake_krita.support import gradient_bgra, use_fake_krita
+from fake_krita.support import ROOT, gradient_bgra, use_fake_krita
 
 use_fake_krita()
 
@@ -26,6 +27,7 @@ from draggan_krita.link import OFFLINE, READY, DaemonLink  # noqa: E402
 from draggan_protocol.connection import ConnectionInfo, write_connection_file  # noqa: E402
 from draggan_protocol.outcome import arrival_text  # noqa: E402
 from PyQt5.QtCore import QByteArray  # noqa: E402
+from PyQt5.QtGui import QColor, QPalette  # noqa: E402
 from test_daemon_support import TEST_RESOLUTION, client_for, running_daemon  # noqa: E402
 
 R = TEST_RESOLUTION
@@ -67,9 +69,9 @@ def seed_image(daemon):
         return c.get_result(s["session_id"], format="BGRA8").pixels
 
 
-def make_doc(pixels: bytes, model: str = "RGBA", depth: str = "U8"):
+def make_doc(pixels: bytes, model: str = "RGBA", depth: str = "U8", res: float = 72.0):
     app = krita.Krita.reset()
-    doc = app.createDocument(R, R, "t", model, depth, "", 72.0)
+    doc = app.createDocument(R, R, "t", model, depth, "", res)
     app.setActiveDocument(doc)
     if model == "RGBA" and depth == "U8":
         doc.rootNode().childNodes()[0].setPixelData(QByteArray(pixels), 0, 0, R, R)
@@ -79,6 +81,7 @@ def make_doc(pixels: bytes, model: str = "RGBA", depth: str = "U8"):
 def make_panel(qtbot, app, connection_file, store=None):
     link = DaemonLink(connection_file=connection_file, retry_s=0.2, poll_ms=10)
     panel = DragPanel(app, link, store or MemoryStore())
+    link.setParent(panel)  # goes with the panel: no messages for a deleted controller after the test
     qtbot.addWidget(panel)
     link.start()
     return panel
@@ -300,7 +303,9 @@ def test_cmyk_and_missing_points_are_explained(qtbot, daemon, seed_image):
     app, doc = make_doc(b"", model="CMYKA")
     panel = make_panel(qtbot, app, daemon.connection_file)
     wait_ready(qtbot, panel)
-    panel.drag_button.click()
+    assert "8-bit RGB" in panel.source_label.text()  # said before anything is pressed, and nothing to press
+    assert not panel.drag_button.isEnabled() and not panel.fit_button.isEnabled()
+    panel.controller.drag()
     assert "8-bit RGB" in panel.error_label.text() and panel.controller.phase == ctl.IDLE
     app2, doc2 = make_doc(seed_image)
     panel2 = make_panel(qtbot, app2, daemon.connection_file)
@@ -465,3 +470,217 @@ def test_large_region_warning_when_the_session_opens(qtbot, daemon):
     assert panel.warning_label.text().startswith(f"The region is 8× the model's {R}-px picture: your pixels are kept")
     qtbot.waitUntil(lambda: c.phase == ctl.IDLE, timeout=30000)
     assert panel.warning_label.isVisibleTo(panel) and not c.error
+
+
+# ---------------------------------------------------------------------------------------------- issue 11
+def pair_texts(panel) -> list[str]:
+    return [panel.pairs_list.item(i).text() for i in range(panel.pairs_list.count())]
+
+
+def test_300_dpi_lines_are_the_pairs_shown_and_sent_before_and_after_drag(qtbot, daemon, seed_image):
+    """The lines a person drew with the line tool on a 300-dpi document are the pairs listed and sent, and stay
+    where they were drawn: a drag must not rewrite them (it once moved them by 72/300)."""
+    app, doc = make_doc(seed_image, res=300.0)
+    kdoc = KritaDocument(doc)
+    layer = kdoc.ensure_points_layer()
+    layer.draw_line(10, 16, 16, 16)
+    layer.draw_line(20, 8, 22, 12, color="#00a0ff")
+    drawn = [[10, 16, 16, 16], [20, 8, 22, 12]]
+    lines = [s.toSvg() for s in layer.shapes()]
+    doc.setActiveNode(doc.rootNode().childNodes()[0])
+    panel = make_panel(qtbot, app, daemon.connection_file)
+    panel.steps_spin.setValue(4)
+    wait_ready(qtbot, panel)
+    panel.observe()
+    shown = ["1: (10, 16) → (16, 16)", "2: (20, 8) → (22, 12)"]
+    assert pair_texts(panel) == shown
+    sent = record_requests(panel)
+    c = panel.controller
+    for _ in range(2):  # the second drag reads the points again
+        panel.drag_button.click()
+        qtbot.waitUntil(lambda: c.phase == ctl.DONE or bool(c.error), timeout=30000)
+        assert not c.error, c.error
+        panel.observe()
+        assert pair_texts(panel) == shown
+        assert [p.as_list() for p in kdoc.pairs()] == [pytest.approx(d, abs=1e-3) for d in drawn]
+        assert [s.toSvg() for s in layer.shapes()] == lines  # the person's own lines, untouched
+    drags = [content["points"] for kind, content in sent if kind == "drag"]
+    assert len(drags) == 2 and all(d == [pytest.approx(x, abs=1e-3) for x in drawn] for d in drags), drags
+
+
+def test_a_drag_refused_at_once_returns_the_docker_to_idle(qtbot, daemon, seed_image, monkeypatch):
+    """The daemon refuses a handle outside the edited region as soon as the drag starts. Krita runs the event loop
+    inside its node calls, so the refusal can arrive while the docker is still setting the drag up: it must still
+    end idle, with the message, usable buttons and no preview layer (nor an undo step for one)."""
+    app, doc = make_doc(seed_image)
+    sel = krita.Selection()
+    sel.select(2, 2, 8, 8, 255)
+    doc.setSelection(sel)
+    KritaDocument(doc).add_arrows([Pair(26, 26, 29, 29)])  # far outside the selection
+    panel = make_panel(qtbot, app, daemon.connection_file)
+    wait_ready(qtbot, panel)
+    c = panel.controller
+    panel.fit_button.click()  # fitted first: the drag's only work is the check that refuses it
+    qtbot.waitUntil(lambda: c.phase == ctl.IDLE and c.session is not None and c.session.inverted, timeout=30000)
+    names, steps = [n.name() for n in doc.rootNode().childNodes()], doc.undo_steps()
+    monkeypatch.setattr(krita.Document, "pump_ms", 300.0)  # node calls take a while, as Krita's do
+    panel.drag_button.click()
+    qtbot.waitUntil(lambda: bool(c.error), timeout=15000)
+    qtbot.wait(400)  # whatever was still under way has finished
+    assert c.phase == ctl.IDLE and "outside the edited region" in panel.error_label.text(), (c.phase, c.error)
+    assert panel.drag_button.isEnabled() and panel.fit_button.isEnabled() and panel.reset_button.isEnabled()
+    assert not panel.stop_button.isEnabled() and panel.progress.maximum() > 0  # no busy bar
+    assert "Dragging" not in panel.status_label.text()
+    assert [n.name() for n in doc.rootNode().childNodes()] == names and doc.undo_steps() == steps
+
+
+def test_hidden_layers_are_never_the_source(qtbot, daemon, seed_image):
+    app, doc = make_doc(seed_image)
+    root = doc.rootNode()
+    group = doc.createGroupLayer("Group")
+    root.addChildNode(group, None)
+    inner = doc.createNode("Inner", "paintlayer")
+    group.addChildNode(inner, None)
+    inner.setPixelData(QByteArray(seed_image), 0, 0, R, R)
+    covered = doc.createNode("Hidden inner", "paintlayer")  # the group's top layer, hidden
+    group.addChildNode(covered, None)
+    covered.setVisible(False)
+    hidden = doc.createNode("Hidden", "paintlayer")  # the document's top layer, hidden
+    root.addChildNode(hidden, None)
+    hidden.setVisible(False)
+    KritaDocument(doc).add_arrows([Pair(10, 16, 16, 16)])
+    panel = make_panel(qtbot, app, daemon.connection_file)
+    wait_ready(qtbot, panel)
+    c = panel.controller
+    sent = record_requests(panel)
+
+    doc.setActiveNode(hidden)  # as when a document opens on its hidden top layer
+    panel.observe()
+    assert "“Hidden” is hidden" in panel.source_label.text(), panel.source_label.text()
+    assert not panel.drag_button.isEnabled() and not panel.fit_button.isEnabled()
+    c.drag()
+    assert "hidden" in c.error and c.phase == ctl.IDLE and not sent
+
+    doc.setActiveNode(group)  # a group: its top visible paint layer, and the docker says so
+    panel.observe()
+    assert c.source() is inner
+    assert "“Inner”" in panel.source_label.text() and "“Group”" in panel.source_label.text()
+    assert panel.drag_button.isEnabled() and panel.fit_button.isEnabled()
+
+    doc.setActiveNode(KritaDocument(doc).points_layer())  # drawing points: the last visible paint layer stays
+    panel.observe()
+    assert c.source() is inner
+    hidden.setVisible(True)  # shown again, and made active: now it may be edited
+    doc.setActiveNode(hidden)
+    panel.observe()
+    assert c.source() is hidden and panel.drag_button.isEnabled()
+
+
+def test_drag_and_apply_add_one_undo_step(qtbot, daemon, seed_image):
+    """After Apply, one Ctrl+Z takes the result away, and the next one undoes what the person did before (their
+    line), never a step the plugin added behind their back (a line swapped for an arrow, a stale pair)."""
+    app, doc = make_doc(seed_image)
+    kdoc = KritaDocument(doc)
+    kdoc.ensure_points_layer()
+    kdoc.points_layer().draw_line(10, 16, 16, 16)
+    steps = doc.undo_steps()
+    panel = make_panel(qtbot, app, daemon.connection_file)
+    panel.steps_spin.setValue(4)
+    wait_ready(qtbot, panel)
+    c = panel.controller
+    panel.drag_button.click()
+    qtbot.waitUntil(lambda: c.phase == ctl.DONE or bool(c.error), timeout=30000)
+    assert not c.error, c.error
+    panel.apply_button.click()
+    qtbot.waitUntil(lambda: c.phase == ctl.IDLE, timeout=10000)
+    assert doc.undo_steps() == steps + 1  # the result layer, nothing else
+    app.action("edit_undo").trigger()
+    assert "Background (DragGAN)" not in [n.name() for n in doc.rootNode().childNodes()]
+    assert [p.as_list() for p in kdoc.pairs()] == [pytest.approx([10, 16, 16, 16])]
+    app.action("edit_undo").trigger()  # the person's line
+    assert kdoc.pairs() == []
+
+
+def test_status_stays_with_its_document(qtbot, daemon, seed_image):
+    app, doc = make_doc(seed_image)
+    panel = make_panel(qtbot, app, daemon.connection_file)
+    wait_ready(qtbot, panel)
+    c = panel.controller
+    panel.drag_button.click()  # no points: an error about this document
+    assert "No points yet" in panel.error_label.text()
+    panel.fit_button.click()
+    qtbot.waitUntil(lambda: c.phase == ctl.IDLE and c.session is not None and c.session.inverted, timeout=30000)
+    assert panel.status_label.text().startswith("Fitted")
+    other = app.createDocument(R, R, "other", "RGBA", "U8", "", 72.0)
+    app.setActiveDocument(other)
+    panel.observe()
+    assert panel.status_label.text() == "" and not panel.error_label.isVisibleTo(panel)
+    assert not panel.reset_button.isEnabled()
+    app.setActiveDocument(doc)
+    panel.observe()
+    assert panel.status_label.text().startswith("Fitted") and panel.reset_button.isEnabled()
+
+
+def test_texts_name_a_start_command_that_works_after_make_run():
+    from draggan_krita import link
+
+    words = link.START_COMMAND
+    assert "make run" in words and ".venv/bin/draggan serve" in words, words
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^VENV \?= \.venv$", makefile, re.M)
+    assert re.search(r"^run: .*\n\t\$\(VENV\)/bin/draggan serve$", makefile, re.M)  # what `make run` runs
+    assert f"Start it with: {words}" in link.DaemonLink(connection_file="/nonexistent/d.json").not_running_text()
+
+
+def test_daemon_lost_sentence_ends_before_the_document_is_as_it_was(qtbot, tmp_path):
+    from draggan_krita.link import _gone
+
+    app, _doc = make_doc(bytes(R * R * 4))
+    panel = make_panel(qtbot, app, tmp_path / "none.json")
+    c = panel.controller
+    c.phase = ctl.DRAGGING
+    c._on_lost(_gone(ConnectionResetError(104, "Connection reset by peer")))
+    assert re.search(r"[.!?] The document is as it was before the drag\.$", c.error), c.error
+    assert ".." not in c.error
+
+
+def contrast(a: QColor, b: QColor) -> float:
+    def lum(c: QColor) -> float:
+        ch = [v / 255 for v in (c.red(), c.green(), c.blue())]
+        ch = [v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4 for v in ch]
+        return 0.2126 * ch[0] + 0.7152 * ch[1] + 0.0722 * ch[2]
+
+    hi, lo = sorted((lum(a), lum(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def style_color(widget) -> QColor:
+    m = re.search(r"color:\s*(#[0-9a-fA-F]{6})", widget.styleSheet())
+    assert m, widget.styleSheet()
+    return QColor(m.group(1))
+
+
+@pytest.mark.parametrize(("window", "text"), [("#31363b", "#eff0f1"), ("#efefef", "#1e1e1e")])  # Krita dark / light
+def test_coloured_texts_are_readable_on_dark_and_light_themes(qtbot, tmp_path, window, text):
+    app, _doc = make_doc(bytes(R * R * 4))
+    panel = make_panel(qtbot, app, tmp_path / "none.json")
+    pal = QPalette(panel.palette())
+    for role, colour in ((QPalette.Window, window), (QPalette.WindowText, text), (QPalette.Base, window)):
+        pal.setColor(role, QColor(colour))
+    panel.setPalette(pal)
+    panel.link.state, panel.link.info = READY, {"device": "cpu", "default_model": "tiny", "models": []}
+    panel.controller.error = "Something went wrong."
+    panel.refresh()
+    background = panel.palette().color(QPalette.Window)
+    for widget in (panel.daemon_label, panel.error_label):
+        assert contrast(style_color(widget), background) >= 4.5, (widget.styleSheet(), window)
+    panel.link.state = OFFLINE
+    panel.refresh()
+    assert contrast(style_color(panel.daemon_label), background) >= 4.5
+
+
+def test_krita_readme_names_the_kritarc_key_the_installer_writes():
+    from draggan_daemon.plugin_install import krita as inst
+
+    text = (ROOT / "plugins" / "krita" / "README.md").read_text()
+    assert f"enable_{inst.PLUGIN_NAME}=true" in text and "enable_draggan=true" not in text

@@ -72,7 +72,7 @@ def test_too_large_and_missing_layers(doc):
     kdoc = kd.KritaDocument(doc)
     with pytest.raises(kd.DocumentError, match="megapixels"):
         kdoc.capture(kdoc.pick_source(None), max_pixels=100)
-    with pytest.raises(kd.DocumentError, match="no paint layer"):
+    with pytest.raises(kd.DocumentError, match="no visible paint layer"):
         kdoc.check_source(None)
     vl = doc.createVectorLayer("shapes")
     with pytest.raises(kd.DocumentError, match="vectorlayer"):
@@ -96,6 +96,7 @@ def test_source_is_remembered_while_the_points_layer_is_active(doc):
 def test_points_layer_lines_are_pairs_in_pixels(dpi):
     app = krita.Krita.reset()
     d = app.createDocument(200, 150, "p", "RGBA", "U8", "", dpi)
+    app.setActiveDocument(d)
     kdoc = kd.KritaDocument(d)
     assert kdoc.pairs() == [] and kdoc.points_layer() is None
     pairs = [Pair(10, 20, 50, 60), Pair(100.5, 100, 120, 80.25)]
@@ -106,19 +107,65 @@ def test_points_layer_lines_are_pairs_in_pixels(dpi):
     assert len(got) == 2
     for a, b in zip(got, pairs, strict=True):
         assert a.as_list() == pytest.approx(b.as_list(), abs=1e-3)
+    steps = d.undo_steps()
     assert kdoc.clear_points() == 2 and kdoc.pairs() == []
+    assert d.undo_steps() == steps + 1  # one step, however many lines
+    app.action("edit_undo").trigger()
+    assert len(kdoc.pairs()) == 2
 
 
-def test_arrowize_gives_plain_lines_heads_and_keeps_their_ends(doc):
+def test_line_tool_lines_at_300_dpi_are_pairs_in_pixels():
+    """The line tool stores points (translate + path in points); add_arrows goes through addShapesFromSvg, which
+    reads pixels: both read back as the pixels they were drawn at."""
+    app = krita.Krita.reset()
+    d = app.createDocument(400, 300, "p", "RGBA", "U8", "", 300.0)
+    kdoc = kd.KritaDocument(d)
+    kdoc.ensure_points_layer().draw_line(380, 270, 392, 258)
+    kdoc.add_arrows([Pair(100, 80, 200, 120)])
+    got = [p.as_list() for p in kdoc.pairs()]
+    assert got == [pytest.approx([380, 270, 392, 258]), pytest.approx([100, 80, 200, 120])]
+    assert "matrix(0.24 0 0 0.24 24 19.2)" in kdoc.points_layer().shapes()[1].toSvg()  # what Krita 5.1.5 wrote
+
+
+def make_layers(doc):
+    """Background; a group with a visible "Inner" under a hidden "Covered"; a hidden "Hidden" on top."""
+    root = doc.rootNode()
+    group = doc.createGroupLayer("Group")
+    root.addChildNode(group, None)
+    inner = doc.createNode("Inner", "paintlayer")
+    group.addChildNode(inner, None)
+    covered = doc.createNode("Covered", "paintlayer")
+    group.addChildNode(covered, None)
+    covered.setVisible(False)
+    hidden = doc.createNode("Hidden", "paintlayer")
+    root.addChildNode(hidden, None)
+    hidden.setVisible(False)
+    return root.childNodes()[0], group, inner, covered, hidden
+
+
+def test_hidden_layers_are_not_picked_and_are_refused(doc):
     kdoc = kd.KritaDocument(doc)
-    layer = kdoc.ensure_points_layer()
-    layer.addShapesFromSvg('<svg><path stroke="#00a0ff" d="M5 5L15 9"/></svg>')
-    assert "marker-end" not in layer.shapes()[0].toSvg()
-    assert kdoc.arrowize() == 1
-    shapes = layer.shapes()
-    assert len(shapes) == 1 and "marker-end" in shapes[0].toSvg() and 'stroke="#00a0ff"' in shapes[0].toSvg()
-    assert kdoc.pairs()[0].as_list() == pytest.approx([5, 5, 15, 9])
-    assert kdoc.arrowize() == 0
+    bg, group, inner, covered, hidden = make_layers(doc)
+    points = kdoc.ensure_points_layer()
+    doc.setActiveNode(points)
+    assert kdoc.choose_source(None) == (inner, "the top visible paint layer")  # not "Hidden", the top one
+    assert kdoc.choose_source(kd.node_id(hidden)) == (inner, "the top visible paint layer")
+    assert kdoc.choose_source(kd.node_id(bg)) == (bg, "")
+    doc.setActiveNode(group)
+    node, why = kdoc.choose_source(kd.node_id(bg))
+    assert node is inner and "“Group”" in why
+    doc.setActiveNode(hidden)  # chosen by the person: it is the source, and refused with the reason
+    assert kdoc.choose_source(None) == (hidden, "")
+    with pytest.raises(kd.DocumentError, match="“Hidden” is hidden"):
+        kdoc.check_source(hidden)
+    group.setVisible(False)  # a layer in a hidden group is hidden too
+    with pytest.raises(kd.DocumentError, match="“Inner” is hidden"):
+        kdoc.capture(inner)
+    doc.setActiveNode(group)
+    node, why = kdoc.choose_source(None)
+    assert node is None and "no visible paint layer" in why
+    with pytest.raises(kd.DocumentError, match="“Group” has no visible paint layer"):
+        kdoc.check_source(node, why)
 
 
 def test_preview_then_result_never_touches_the_source_and_undo_removes_it(doc):

@@ -18,6 +18,8 @@ import stat
 import sys
 from pathlib import Path
 
+from draggan_protocol.outcome import START_DAEMON
+
 PLUGIN_NAME = "draggan"
 GIMP_SERIES = "3.0"
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", ".*")
@@ -131,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"draggan install gimp: {exc}", file=sys.stderr)
         return 1
     print(f"installed the GIMP plug-in in {target}")
-    print("restart GIMP, then use Filters > DragGAN > Drag... (start the daemon first: draggan serve)")
+    print("restart GIMP, then use Filters > DragGAN > Drag... (start the daemon first: " + START_DAEMON + ")")
     return 0
 
 

@@ -18,6 +18,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from draggan_protocol.outcome import START_DAEMON
+
 PLUGIN_NAME = "draggan_krita"
 ZIP_NAME = "draggan-krita.zip"
 _SKIP_DIRS = {"__pycache__", ".pytest_cache", ".ruff_cache"}
@@ -204,7 +206,7 @@ def package_main(argv: list[str] | None = None) -> int:
         return 1
     print(f"wrote {out} ({out.stat().st_size // 1024} KiB)")
     print("In Krita: Tools > Scripts > Import Python Plugin from File..., pick this zip, restart Krita,")
-    print("then Settings > Dockers > DragGAN (start the daemon with: draggan serve)")
+    print("then Settings > Dockers > DragGAN (start the daemon with: " + START_DAEMON + ")")
     return 0
 
 
@@ -231,5 +233,5 @@ def install_main(argv: list[str] | None = None) -> int:
         print(f"draggan install krita: {exc}", file=sys.stderr)
         return 1
     print(f"installed the Krita plugin in {target} and enabled it in {rc}")
-    print("Restart Krita, then Settings > Dockers > DragGAN (start the daemon first: draggan serve)")
+    print("Restart Krita, then Settings > Dockers > DragGAN (start the daemon first: " + START_DAEMON + ")")
     return 0

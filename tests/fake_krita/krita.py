@@ -1,22 +1,40 @@
 """A small stand-in for Krita's `krita` scripting module, for fast tests of the plugin's logic.
 
-It models what the plugin relies on and what was seen in the real Krita 5.1: RGBA/U8 pixels as BGRA bytes over
+It models what the plugin relies on and what was seen in the real Krita 5.1.5: RGBA/U8 pixels as BGRA bytes over
 document coordinates, 1-byte selections, vector layers whose shapes report SVG in points with the placement in
-`transform=` (translate to the first point), node additions/removals on an undo stack, settings, dockers.
+`transform=`, `addShapesFromSvg` reading the SVG's user units as *pixels* (a 300-dpi document gets
+`matrix(0.24 0 0 0.24 …)`), the line tool's lines in points (`draw_line`), node additions/removals and shape
+additions/removals each one step on an undo stack, hidden layers, settings, dockers, and one more thing Krita does:
+its node and shape calls run Qt's event loop before they return (timers and socket notifiers fire inside them).
 It is not Krita: the real-application tests (kritarunner, the GUI under Xvfb) check the same code against Krita.
 """
 
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from typing import Any
 
-from PyQt5.QtCore import QByteArray, QObject, QPointF, QRect, QRectF, QUuid, pyqtSignal
+from PyQt5.QtCore import QByteArray, QCoreApplication, QObject, QPointF, QRect, QRectF, QUuid, pyqtSignal
 from PyQt5.QtGui import QTransform
 from PyQt5.QtWidgets import QDockWidget
 
 _COLOR_BYTES = {("RGBA", "U8"): 4, ("RGBA", "U16"): 8, ("CMYKA", "U8"): 5, ("GRAYA", "U8"): 2}
+
+
+def pump(doc: Document) -> None:
+    """What Krita's node and shape calls do before returning: run the event loop (for `doc.pump_ms`, at least once),
+    so timers and socket notifiers fire inside them."""
+    app = QCoreApplication.instance()
+    if app is None:
+        return
+    deadline = time.monotonic() + doc.pump_ms / 1000.0
+    while True:
+        app.processEvents()
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(0.002)
 
 
 class Node(QObject):
@@ -55,6 +73,9 @@ class Node(QObject):
     def visible(self) -> bool:
         return self._visible
 
+    def setVisible(self, visible: bool) -> None:
+        self._visible = bool(visible)
+
     def childNodes(self) -> list[Node]:
         return list(self._children)
 
@@ -66,8 +87,8 @@ class Node(QObject):
         if above is None:
             index = len(self._children)
         self._insert(child, index)
-        self._doc._undo.append(("add", child, self, index))
-        self._doc._redo.clear()
+        self._doc._push(("add", child, self, index))
+        pump(self._doc)
         return True
 
     def _insert(self, child: Node, index: int) -> None:
@@ -81,8 +102,8 @@ class Node(QObject):
         index = parent._children.index(self)
         parent._children.remove(self)
         self._parent = None
-        self._doc._undo.append(("remove", self, parent, index))
-        self._doc._redo.clear()
+        self._doc._push(("remove", self, parent, index))
+        pump(self._doc)
         return True
 
     def duplicate(self) -> Node:
@@ -123,11 +144,12 @@ class Node(QObject):
 
 
 class Shape(QObject):
-    def __init__(self, layer: VectorLayer, d_local: str, dx: float, dy: float, attrs: str) -> None:
+    def __init__(self, layer: VectorLayer, d_local: str, dx: float, dy: float, attrs: str, scale: float = 1.0) -> None:
         super().__init__()
         self._layer = layer
         self._d = d_local
-        self._dx, self._dy = dx, dy
+        self._dx, self._dy = dx, dy  # the placement, in points
+        self._scale = scale  # local units -> points (72/dpi for what addShapesFromSvg made, 1 for the line tool's)
         self._attrs = attrs
 
     def type(self) -> str:
@@ -137,10 +159,16 @@ class Shape(QObject):
         return ""
 
     def toSvg(self, prependStyles: bool = False, stripTextMode: bool = True) -> str:
-        return f'<path id="shape0" transform="translate({self._dx:g}, {self._dy:g})"{self._attrs} d="{self._d}"/>'
+        if self._scale == 1.0:
+            placement = f"translate({self._dx:g}, {self._dy:g})"
+        else:
+            k = f"{self._scale:g}"
+            placement = f"matrix({k} 0 0 {k} {self._dx:g} {self._dy:g})"
+        return f'<path id="shape0" transform="{placement}"{self._attrs} d="{self._d}"/>'
 
     def transformation(self) -> QTransform:
-        return QTransform.fromTranslate(self._dx, self._dy)
+        k = self._scale
+        return QTransform(k, 0.0, 0.0, k, self._dx, self._dy)
 
     def position(self) -> QPointF:
         return QPointF(self._dx, self._dy)
@@ -149,8 +177,12 @@ class Shape(QObject):
         return QRectF()
 
     def remove(self) -> bool:
-        if self in self._layer._shapes:
-            self._layer._shapes.remove(self)
+        layer = self._layer
+        if self in layer._shapes:
+            index = layer._shapes.index(self)
+            layer._shapes.remove(self)
+            layer._doc._push(("unshape", layer, [self], index))  # Krita: "Delete shape"
+            pump(layer._doc)
             return True
         return False
 
@@ -164,7 +196,10 @@ class VectorLayer(Node):
         return list(self._shapes)
 
     def addShapesFromSvg(self, svg: str) -> list[Shape]:
-        """Like Krita: paths come back with the first point as the shape's position and local path data."""
+        """Like Krita 5.1: the SVG's user units are the document's pixels (whatever its width or viewBox say); each
+        path comes back as a shape placed at its first point (in points) with its path in those pixel units, scaled
+        by 72/dpi; all of them one undo step ("Create shape")."""
+        scale = 72.0 / float(self._doc.resolution() or 72)
         added = []
         for m in re.finditer(r"<path\b([^>]*?)/?>", svg):
             attrs = m.group(1)
@@ -186,10 +221,22 @@ class VectorLayer(Node):
                     style += f' {name}="{v.group(1)}"'
             if re.search(r'marker-end="url\(#[^)]*\)"', attrs):
                 style += ' marker-end="url(#lineMarker0)"'
-            shape = Shape(self, local, x0, y0, style)
+            shape = Shape(self, local, x0 * scale, y0 * scale, style, scale)
             self._shapes.append(shape)
             added.append(shape)
+        if added:
+            self._doc._push(("shapes", self, added, len(self._shapes) - len(added)))
+            pump(self._doc)
         return added
+
+    def draw_line(self, x1: float, y1: float, x2: float, y2: float, color: str = "#000000") -> Shape:
+        """A line as Krita's line tool leaves it (pixels in, points stored: translate + local path in points)."""
+        k = 72.0 / float(self._doc.resolution() or 72)
+        local = f"M0 0L{(x2 - x1) * k:g} {(y2 - y1) * k:g}"
+        shape = Shape(self, local, x1 * k, y1 * k, f' fill="none" stroke="{color}" stroke-width="9.6"')
+        self._shapes.append(shape)
+        self._doc._push(("shapes", self, [shape], len(self._shapes) - 1))
+        return shape
 
     def toSvg(self) -> str:
         return "<svg>" + "".join(s.toSvg() for s in self._shapes) + "</svg>"
@@ -228,11 +275,13 @@ class Selection:
 
 
 class Document(QObject):
+    pump_ms = 0.0  # how long node and shape calls run the event loop (Krita: as long as the image takes)
+
     def __init__(self, w: int, h: int, name: str, model: str, depth: str, res: float) -> None:
         super().__init__()
         self._w, self._h, self._name, self._model, self._depth, self._res = w, h, name, model, depth, res
-        self._undo: list[tuple[str, Node, Node, int]] = []
-        self._redo: list[tuple[str, Node, Node, int]] = []
+        self._undo: list[tuple[Any, ...]] = []
+        self._redo: list[tuple[Any, ...]] = []
         self._root = Node(self, "root", "grouplayer", model, depth)
         bg = Node(self, "Background", "paintlayer", model, depth)
         self._root._insert(bg, 0)
@@ -272,6 +321,9 @@ class Document(QObject):
     def createVectorLayer(self, name: str) -> VectorLayer:
         return VectorLayer(self, name)
 
+    def createGroupLayer(self, name: str) -> Node:
+        return Node(self, name, "grouplayer", self._model, self._depth)
+
     def activeNode(self) -> Node | None:
         return self._active
 
@@ -290,28 +342,44 @@ class Document(QObject):
     def waitForDone(self) -> None:
         pass
 
-    # undo stack for node additions/removals (what Krita's node calls record)
+    # the undo stack: node additions/removals and shape additions/removals, one step each (what Krita records)
+    def _push(self, step: tuple[Any, ...]) -> None:
+        self._undo.append(step)
+        self._redo.clear()
+
+    def undo_steps(self) -> int:
+        return len(self._undo)
+
+    def _apply(self, step: tuple[Any, ...], forward: bool) -> None:
+        op, a, b, index = step
+        if op in ("add", "remove"):
+            node, parent = a, b
+            if (op == "add") == forward:
+                parent._insert(node, index)
+            else:
+                parent._children.remove(node)
+                node._parent = None
+        else:  # "shapes" (added) / "unshape" (removed)
+            layer, shapes = a, b
+            if (op == "shapes") == forward:
+                layer._shapes[index:index] = shapes
+            else:
+                for shape in shapes:
+                    layer._shapes.remove(shape)
+
     def _undo_once(self) -> None:
         if not self._undo:
             return
-        op, node, parent, index = self._undo.pop()
-        if op == "add":
-            parent._children.remove(node)
-            node._parent = None
-        else:
-            parent._insert(node, index)
-        self._redo.append((op, node, parent, index))
+        step = self._undo.pop()
+        self._apply(step, forward=False)
+        self._redo.append(step)
 
     def _redo_once(self) -> None:
         if not self._redo:
             return
-        op, node, parent, index = self._redo.pop()
-        if op == "add":
-            parent._insert(node, index)
-        else:
-            parent._children.remove(node)
-            node._parent = None
-        self._undo.append((op, node, parent, index))
+        step = self._redo.pop()
+        self._apply(step, forward=True)
+        self._undo.append(step)
 
 
 class _Action:

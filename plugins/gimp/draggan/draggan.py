@@ -22,6 +22,7 @@ import gi  # noqa: E402
 
 gi.require_version("Gimp", "3.0")
 gi.require_version("Gegl", "0.4")
+from draggan_protocol.outcome import START_DAEMON  # noqa: E402
 from gi.repository import Gimp, GLib, GObject  # noqa: E402
 
 PROCEDURE = "python-fu-draggan-drag"
@@ -111,7 +112,7 @@ def _drag(procedure, run_mode, image, drawables, config):
         except PluginError:
             if run_mode != Gimp.RunMode.INTERACTIVE:
                 raise
-            daemon_line = "not running (start it with: draggan serve, then press OK)"
+            daemon_line = f"not running (start it with: {START_DAEMON}; then press OK)"
         max_pairs = (conn.hello.get("limits") or {}).get("max_points") if conn else None
         pairs = strokes_to_pairs(read_all := gimp_io.read_strokes(path), source.offset, size, max_pairs)
 
@@ -183,7 +184,7 @@ class DragGan(Gimp.PlugIn):
         procedure.set_documentation(
             "Drag points of a layer with DragGAN",
             "Each stroke of the path moves the point under its first anchor to its last anchor, as computed by the "
-            "DragGAN daemon (start it with 'draggan serve'). A selection limits the edit to that area. The result "
+            f"DragGAN daemon (start it with: {START_DAEMON}). A selection limits the edit to that area. The result "
             "is a new layer above the source layer.",
             name,
         )

@@ -8,7 +8,15 @@ signal, so Krita stays responsive. Phases:
 
 A session on the daemon is kept while the same layer, area and pixels are edited, so a second drag continues from
 the first and the (slow) fit happens once. The source layer is only ever read; previews and results go to their
-own layer. When anything fails the preview layer is removed and the reason is shown in plain words.
+own layer, made when the first preview arrives (a drag refused at once leaves no layer and no undo step). When
+anything fails the preview layer is removed and the reason is shown in plain words.
+
+An edit belongs to the document it was started on: its previews, Apply and Reset act there, and its status and
+errors are shown only while that document is the active one.
+
+Krita runs its event loop inside node calls, so a reply can be handled while the controller is itself changing the
+document; the link never hands out a message inside another (see DaemonLink), and a request is sent only after
+the document work it needs is done.
 
 How far a drag got is said with the daemon's measured arrival (where the content under each handle really went,
 protocol 1.1), in the wording of `draggan_protocol.outcome` that every client shares.
@@ -24,8 +32,8 @@ from draggan_protocol.outcome import arrival_text, fallback_text, large_region_t
 from PyQt5.QtCore import QObject, QTimer, pyqtSignal
 
 from . import geometry
-from .document import Capture, DocumentError, KritaDocument, node_id
-from .link import START_COMMAND, DaemonLink
+from .document import Capture, DocumentError, KritaDocument, doc_key, find_by_id, node_id
+from .link import DaemonLink
 from .settings import Params
 
 IDLE = "idle"
@@ -108,7 +116,9 @@ class EditController(QObject):
         self._pending: dict[str, str] = {}  # msg_id -> what the reply is for
         self._after_open: str | None = None  # "fit" | "drag" once the session is open
         self._capture: Capture | None = None
-        self._kdoc: KritaDocument | None = None
+        self._kdoc: KritaDocument | None = None  # the active document
+        self._work: KritaDocument | None = None  # the document the session, the job and the status are about
+        self._status_key: str | None = None  # the document `status` and `error` were said about
         self._pairs: list[geometry.Pair] = []
         self._status_timer = QTimer(self)  # while a session upload waits behind other work: ask where we are
         self._status_timer.setInterval(1000)
@@ -141,18 +151,54 @@ class EditController(QObject):
             self._kdoc = kdoc
         return self._kdoc
 
+    def work_document(self) -> KritaDocument | None:
+        """The document the open edit is about (the active one when there is none); None once it is closed."""
+        work = self._work
+        if work is None:
+            return self.document()
+        for doc in self.app.documents():
+            if doc_key(doc) == work.key:
+                work.doc = doc  # a live wrapper: the one kept may outlive its document
+                return work
+        return None
+
+    def on_work_document(self) -> bool:
+        """Whether the active document is the one the open edit (its preview, Apply, Reset) is about."""
+        kdoc = self.document()
+        return self._work is None or (kdoc is not None and kdoc.key == self._work.key)
+
+    def shows_status(self) -> bool:
+        """Whether `status` and `error` are about the active document (they are not shown on another one)."""
+        kdoc = self.document()
+        return self._status_key is None or (kdoc is not None and kdoc.key == self._status_key)
+
     def observe_active_layer(self) -> None:
         """Remember the paint layer the person works on (drawing points makes the points layer active)."""
         kdoc = self.document()
         if kdoc is None:
             return
-        node = kdoc.doc.activeNode()
-        if node is not None and node.type() == "paintlayer" and not kdoc.is_own_layer(node):
-            self.source_id = node_id(node)
+        active = kdoc.doc.activeNode()
+        if kdoc.editable(active):
+            self.source_id = node_id(active)
+        elif active is not None and active.type() == "grouplayer":  # the group's layer the docker names
+            node = kdoc.choose_source(self.source_id)[0]
+            if node is not None:
+                self.source_id = node_id(node)
+
+    def source_choice(self) -> tuple[Any | None, str]:
+        """The source layer and, when it is not just the active layer, why it is this one (see choose_source)."""
+        kdoc = self.document()
+        return (None, "") if kdoc is None else kdoc.choose_source(self.source_id)
 
     def source(self) -> Any | None:
-        kdoc = self.document()
-        return None if kdoc is None else kdoc.pick_source(self.source_id)
+        return self.source_choice()[0]
+
+    def _session_source(self) -> Any | None:
+        """The layer the open session was made from, in its own document."""
+        kdoc, s = self.work_document(), self.session
+        if kdoc is None or s is None:
+            return None
+        return find_by_id(kdoc.doc, s.layer_id)
 
     # ------------------------------------------------------------------ buttons
     def fit(self) -> None:
@@ -175,9 +221,9 @@ class EditController(QObject):
 
     def reset(self) -> None:
         """Back to the fitted layer: forget the drags on the daemon and remove the preview."""
-        if self.busy:
+        if self.busy or not self.on_work_document():
             return
-        kdoc = self.document()
+        kdoc = self.work_document()
         if kdoc is not None:
             kdoc.remove_preview()
         if self.session is not None and self.link.ready:
@@ -190,7 +236,7 @@ class EditController(QObject):
 
     def apply(self) -> None:
         """Make the result a normal layer named after the source (fetching the final pixels first)."""
-        if self.phase != DONE or self.session is None:
+        if self.phase != DONE or self.session is None or not self.on_work_document():
             return
         try:
             self._request(
@@ -208,16 +254,19 @@ class EditController(QObject):
         if self.busy:
             return
         self.error = ""
-        if not self.link.ready:
-            self._fail(self.link.detail or f"The DragGAN daemon is not running. Start it with: {START_COMMAND}")
-            return
         kdoc = self.document()
+        if kdoc is not None and (self._work is None or self._work.key != kdoc.key):
+            self._work = kdoc  # what is said from now on is about this document
+            self._status_key = kdoc.key
+        if not self.link.ready:
+            self._fail(self.link.detail or self.link.not_running_text())
+            return
         if kdoc is None:
             self._fail("Open an image first.")
             return
-        source = kdoc.pick_source(self.source_id)
+        source, why = kdoc.choose_source(self.source_id)
         try:
-            kdoc.check_source(source)
+            kdoc.check_source(source, why)
             if action == "drag":
                 self._pairs = kdoc.pairs()
                 if not self._pairs:
@@ -277,7 +326,6 @@ class EditController(QObject):
                 self._request("invert", content, "job")
                 self._set_phase(QUEUED, "Fitting the layer into the model…")
             else:
-                kdoc = self.document()
                 dx, dy = -s.rect[0], -s.rect[1]
                 points = [p.shifted(dx, dy).as_list() for p in self._pairs]
                 content, buffers = drag_request(
@@ -288,12 +336,9 @@ class EditController(QObject):
                     output=self.params.output,
                     invert_preset=self.params.invert_preset,
                 )
-                if kdoc is not None:
-                    kdoc.arrowize()
+                # Nothing is added to the document here: the preview layer comes with the first preview, so a drag
+                # the daemon refuses leaves neither a layer nor an undo step behind.
                 self._request("drag", content, "job", buffers)
-                source = self.source()
-                if kdoc is not None and source is not None:
-                    kdoc.ensure_preview(source)
                 self.previews_shown = 0
                 self.arrival = {}
                 n = len(points)
@@ -368,7 +413,7 @@ class EditController(QObject):
             self._set_phase(DONE, self._done_text())
         elif purpose == "apply":
             self._show_image(c, msg.buffers)
-            kdoc = self.document()
+            kdoc = self.work_document()
             name = self.session.layer_name if self.session else "layer"
             layer = kdoc.finish_preview(name) if kdoc is not None else None
             if layer is None:
@@ -431,11 +476,12 @@ class EditController(QObject):
         if self.session is not None:
             self.session.inverted = True
         if c.get("kind") == "invert":
-            self._set_phase(IDLE, f"Fitted ({state}). Draw lines on the points layer and press Drag.")
+            fitted = "Fitted." if state == "done" else "Fitting stopped; the part fitted so far is kept."
+            self._set_phase(IDLE, f"{fitted} Draw lines on the points layer and press Drag.")
             self.finished.emit(state or "done")
             return
         if int(c.get("steps", 0)) <= 0:
-            kdoc = self.document()
+            kdoc = self.work_document()
             if kdoc is not None:
                 kdoc.remove_preview()
             self._set_phase(IDLE, "Stopped before the first step; nothing changed.")
@@ -464,7 +510,7 @@ class EditController(QObject):
         return " ".join(parts)
 
     def _show_image(self, desc: dict[str, Any], buffers: list[Any], rgba: bool = False) -> None:
-        kdoc = self.document()
+        kdoc = self.work_document()
         if kdoc is None or self.session is None:
             return
         data = bytes(buffers[int(desc.get("buffer", 0))])
@@ -472,7 +518,7 @@ class EditController(QObject):
             data = geometry.rgba_to_bgra(data)
         layer = kdoc.preview_layer()
         if layer is None:
-            source = self.source()
+            source = self._session_source()
             if source is None:
                 return
             layer = kdoc.ensure_preview(source)
@@ -486,12 +532,12 @@ class EditController(QObject):
         self.job_id = None
         self._pending.clear()
         if was_busy:
-            self._fail(f"{reason} The document is as it was before the drag.")
+            self._fail(f"{sentence(reason)} The document is as it was before the drag.")
         else:
             self.changed.emit()
 
     def _fail(self, text: str, keep_session: bool = False) -> None:
-        kdoc = self.document()
+        kdoc = self.work_document()
         if kdoc is not None and self.phase in BUSY_PHASES + (DONE,):
             kdoc.remove_preview()
         if not keep_session and self.phase == OPENING:
@@ -512,9 +558,19 @@ class EditController(QObject):
             except ConnectionError:
                 pass
 
+    def note(self, status: str) -> None:
+        """A status line about the active document (no change of phase)."""
+        kdoc = self.document()
+        self.error = ""
+        self.status = status
+        self._status_key = kdoc.key if kdoc is not None else None
+        self.changed.emit()
+
     def _set_phase(self, phase: str, status: str) -> None:
         self.phase = phase
         self.status = status
+        work = self._work or self._kdoc
+        self._status_key = work.key if work is not None else None
         if phase == OPENING and not self._status_timer.isActive():
             self._status_timer.start()
         if phase in (IDLE, DONE):

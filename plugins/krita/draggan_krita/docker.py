@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from PyQt5.QtCore import Qt, QTimer
+from PyQt5.QtCore import QEvent, Qt, QTimer
+from PyQt5.QtGui import QColor, QPalette
 from PyQt5.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -30,7 +31,46 @@ from .controller import APPLYING, DONE, DRAGGING, FITTING, IDLE, OPENING, QUEUED
 from .document import DocumentError
 from .link import CONNECTING, OFFLINE, READY, DaemonLink
 
-_STATE_STYLE = {OFFLINE: "color: #b00020;", CONNECTING: "color: #a86400;", READY: "color: #1b7a1b;"}
+# Hues for states and messages; each is made light or dark enough to read on the theme's own background (Krita's
+# dark themes made a fixed dark green unreadable).
+RED, ORANGE, GREEN = "#b00020", "#a86400", "#1b7a1b"
+_STATE_COLOR = {OFFLINE: RED, CONNECTING: ORANGE, READY: GREEN}
+MIN_CONTRAST = 4.5  # WCAG AA for body text
+
+
+def _luminance(c: QColor) -> float:
+    def channel(v: int) -> float:
+        x = v / 255.0
+        return x / 12.92 if x <= 0.03928 else ((x + 0.055) / 1.055) ** 2.4
+
+    return 0.2126 * channel(c.red()) + 0.7152 * channel(c.green()) + 0.0722 * channel(c.blue())
+
+
+def contrast_ratio(a: QColor, b: QColor) -> float:
+    hi, lo = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+_READABLE: dict[tuple[str, int, float], str] = {}
+
+
+def readable(color: str, background: QColor, minimum: float = MIN_CONTRAST) -> str:
+    """`color`'s hue, lightened on a dark background or darkened on a light one until it reads against it."""
+    key = (color, background.rgb(), minimum)
+    if key not in _READABLE:
+        _READABLE[key] = _readable(color, background, minimum)
+    return _READABLE[key]
+
+
+def _readable(color: str, background: QColor, minimum: float) -> str:
+    c = QColor(color)
+    h, sat, light, _ = c.getHslF()
+    step = 0.02 if _luminance(background) < 0.2 else -0.02
+    while contrast_ratio(c, background) < minimum and 0.0 < light < 1.0:
+        light = min(max(light + step, 0.0), 1.0)
+        c = QColor.fromHslF(max(h, 0.0), sat, light)
+    return c.name()
+
 
 OUTPUT_CHOICES = (
     ("transfer", "Keep my pixels (move them)"),
@@ -51,6 +91,7 @@ class DragPanel(QWidget):
         self.link = link
         self.store = store
         self.params = settings_mod.load(store)
+        self._source_ok = False  # whether the source layer may be edited (Fit and Drag are enabled)
         self.controller = EditController(link, app, self.params, self)
         self._build()
         link.state_changed.connect(self.refresh)
@@ -114,11 +155,9 @@ class DragPanel(QWidget):
         lay.addWidget(self.status_label)
         self.warning_label = QLabel()
         self.warning_label.setWordWrap(True)
-        self.warning_label.setStyleSheet("color: #a86400;")
         lay.addWidget(self.warning_label)
         self.error_label = QLabel()
         self.error_label.setWordWrap(True)
-        self.error_label.setStyleSheet("color: #b00020;")
         self.error_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
         lay.addWidget(self.error_label)
 
@@ -243,17 +282,27 @@ class DragPanel(QWidget):
             return
         layer = kdoc.ensure_points_layer()
         kdoc.doc.setActiveNode(layer)
-        self.controller.error = ""
-        self.controller.status = "Draw straight lines on “Drag points”: start at a handle, end at its target."
+        self.controller.note(
+            "Draw straight lines on “Drag points” with the line tool: start at a handle, end at its target."
+        )
         self.observe()
 
     def clear_points(self) -> None:
         kdoc = self.controller.document()
-        if kdoc is not None:
-            kdoc.clear_points()
+        if kdoc is not None and kdoc.clear_points():
+            self.controller.note("Points cleared (Ctrl+Z brings them back). Press “Points layer” to draw new ones.")
         self.observe()
 
     # ------------------------------------------------------------------ display
+    def color(self, hue: str) -> str:
+        """A stylesheet colour of this hue that reads on the panel's background (the theme's palette)."""
+        return f"color: {readable(hue, self.palette().color(QPalette.Window))};"
+
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        if event.type() == QEvent.PaletteChange and hasattr(self, "pairs_list"):  # a new theme: recolour
+            self.observe()
+
     def observe(self) -> None:
         """Re-read what the document looks like now (active layer, selection, points)."""
         c = self.controller
@@ -261,19 +310,23 @@ class DragPanel(QWidget):
         kdoc = c.document()
         self.pairs_list.clear()
         if kdoc is None:
+            self._source_ok = False
             self.source_label.setText("No image open.")
+            _style(self.source_label, "")
             self.region_label.setText("")
             self.points_label.setText("Points")
             self.refresh()
             return
-        source = c.source()
+        source, why = c.source_choice()
         try:
-            kdoc.check_source(source)
-            self.source_label.setText(f"Source layer: “{source.name()}”")
-            self.source_label.setStyleSheet("")
+            kdoc.check_source(source, why)
+            self._source_ok = True
+            self.source_label.setText(f"Source layer: “{source.name()}”" + (f" ({why})" if why else ""))
+            _style(self.source_label, "")
         except DocumentError as exc:
+            self._source_ok = False  # Fit and Drag wait until there is something they may edit
             self.source_label.setText(str(exc))
-            self.source_label.setStyleSheet("color: #b00020;")
+            _style(self.source_label, self.color(RED))
         self.region_label.setText(kdoc.describe_region())
         pairs = kdoc.pairs()
         for i, p in enumerate(pairs, 1):
@@ -290,27 +343,40 @@ class DragPanel(QWidget):
         if link.ready and c.queue_position > 0:
             text = f"Busy — your job is number {c.queue_position} in the daemon's queue"
         self.daemon_label.setText(text)
-        self.daemon_label.setStyleSheet(_STATE_STYLE.get(link.state, ""))
+        hue = _STATE_COLOR.get(link.state)
+        _style(self.daemon_label, self.color(hue) if hue else "")
         if link.ready and self.model_combo.count() != len(link.models()) + 1:
             self._fill_models()
         phase = c.phase
         ready = link.ready
-        self.fit_button.setEnabled(ready and phase in (IDLE, DONE))
-        self.drag_button.setEnabled(ready and phase in (IDLE, DONE))
+        here = c.on_work_document()
+        can_start = ready and phase in (IDLE, DONE) and self._source_ok
+        self.fit_button.setEnabled(can_start)
+        self.drag_button.setEnabled(can_start)
         self.stop_button.setEnabled(phase in (OPENING, QUEUED, FITTING, DRAGGING))
-        self.reset_button.setEnabled(phase in (IDLE, DONE) and (c.session is not None or phase == DONE))
-        self.apply_button.setEnabled(ready and phase == DONE)
+        self.reset_button.setEnabled(here and phase in (IDLE, DONE) and (c.session is not None or phase == DONE))
+        self.apply_button.setEnabled(here and ready and phase == DONE)
         value, maximum = c.progress
         if phase in (OPENING, QUEUED, STOPPING, APPLYING) or (phase == FITTING and maximum <= 0):
             self.progress.setRange(0, 0)  # busy indicator
         else:
             self.progress.setRange(0, max(maximum, 1))
             self.progress.setValue(min(value, max(maximum, 1)) if phase in (FITTING, DRAGGING, DONE) else 0)
-        self.status_label.setText(c.status)
-        self.warning_label.setText(c.warning)
-        self.warning_label.setVisible(bool(c.warning))
-        self.error_label.setText(c.error)
-        self.error_label.setVisible(bool(c.error))
+        shown = c.shows_status()  # what was said about another document stays with it
+        self.status_label.setText(c.status if shown else "")
+        warning = c.warning if here else ""
+        self.warning_label.setText(warning)
+        _style(self.warning_label, self.color(ORANGE))
+        self.warning_label.setVisible(bool(warning))
+        error = c.error if shown else ""
+        self.error_label.setText(error)
+        _style(self.error_label, self.color(RED))
+        self.error_label.setVisible(bool(error))
+
+
+def _style(widget: QWidget, css: str) -> None:
+    if widget.styleSheet() != css:  # restyling is not free, and refresh runs on every progress event
+        widget.setStyleSheet(css)
 
 
 def make_docker_class() -> type:

@@ -2,10 +2,16 @@
 
 - the source layer: which one, whether it can be edited (8-bit RGBA paint layers), its pixels (BGRA bytes, the
   order Krita stores RGBA/U8 in), the selection as mask and region;
-- the "Drag points" vector layer: each open line (first point = handle, last point = target) is one pair;
-- the "DragGAN preview" layer (a copy of the source, updated while a drag runs) which Apply renames into the
-  result layer. Layers are added and removed with Krita's node calls, which put them on the undo stack; the source
-  layer itself is only ever read.
+- the "Drag points" vector layer: each open line (first point = handle, last point = target) is one pair. The
+  plugin only reads the person's lines, never rewrites them: every shape Krita adds or removes is a step of its own
+  on the undo stack (a line swapped for an arrow left two, which undo later walked through), and the scripting API
+  has no way to restyle a shape in place;
+- the "DragGAN preview" layer (a copy of the source, made when the first preview arrives) which Apply renames into
+  the result layer. Layers are added and removed with Krita's node calls, which put them on the undo stack (one
+  step each: a drag and its Apply leave one); the source layer itself is only ever read.
+
+Krita runs its event loop inside node and shape calls (timers and socket notifiers fire before they return), so
+callers must not rely on nothing else having happened in between.
 """
 
 from __future__ import annotations
@@ -50,13 +56,17 @@ def node_id(node: Any) -> str:
 
 
 def doc_key(doc: Any) -> str:
-    """A stable identity for an open document (libkis hands out new wrapper objects on every call)."""
+    """A stable identity for an open document (libkis hands out new wrapper objects on every call): its root node's
+    id. Krita 5.1.5 keeps it when the document is saved under a name (the file name changes then: an edit must not
+    be lost to a Ctrl+S) and gives each opening of the same file its own."""
     root = doc.rootNode()
-    return f"{doc.fileName() or doc.name()}|{node_id(root) if root is not None else id(doc)}"
+    return node_id(root) if root is not None else f"doc-{id(doc)}"
 
 
 def walk(node: Any) -> list[Any]:
-    out = []
+    out: list[Any] = []
+    if node is None:  # a document closed meanwhile has no root
+        return out
     for child in node.childNodes():
         out.append(child)
         out.extend(walk(child))
@@ -77,6 +87,18 @@ def find_by_name(doc: Any, name: str, kind: str | None = None) -> Any | None:
     return None
 
 
+def is_shown(node: Any) -> bool:
+    """Whether the layer is visible on the canvas: it and every group it sits in are visible."""
+    while node is not None:
+        parent = node.parentNode()
+        if parent is None:  # the root: not a layer of its own
+            return True
+        if not node.visible():
+            return False
+        node = parent
+    return True
+
+
 def px_per_pt(doc: Any) -> float:
     res = float(doc.resolution() or 72.0)
     return res / 72.0
@@ -93,26 +115,49 @@ class KritaDocument:
     def is_own_layer(self, node: Any) -> bool:
         return node.name() in _OWN_NAMES or node.name().endswith(RESULT_SUFFIX)
 
-    def pick_source(self, remembered_id: str | None) -> Any | None:
-        """The layer to edit: the active paint layer; else the last one the person had active; else the top one.
+    def editable(self, node: Any) -> bool:
+        """A layer the plugin may take as the source: a shown paint layer that is not one of its own."""
+        return node is not None and node.type() == "paintlayer" and not self.is_own_layer(node) and is_shown(node)
 
-        Drawing on the points layer makes it the active one, so the source cannot simply be "the active layer".
+    def choose_source(self, remembered_id: str | None) -> tuple[Any | None, str]:
+        """The layer to edit and, when it is not simply the active layer, a few words why it is this one.
+
+        The active paint layer, even a hidden one (`check_source` then says why it cannot be edited: the person
+        chose it). Else, for an active group, its top shown paint layer. Else (the points layer is active while
+        points are drawn) the paint layer the person last had active, if still shown; else the top shown one.
+        A hidden layer is never picked for the person.
         """
         active = self.doc.activeNode()
         if active is not None and active.type() == "paintlayer" and not self.is_own_layer(active):
-            return active
+            return active, ""
+        if active is not None and active.type() == "grouplayer":
+            inside = [n for n in walk(active) if self.editable(n)]
+            if inside:
+                return inside[-1], f"the top visible paint layer of the selected group “{active.name()}”"
+            return None, f"The selected group “{active.name()}” has no visible paint layer: select a paint layer."
         if remembered_id:
             node = find_by_id(self.doc, remembered_id)
-            if node is not None and node.type() == "paintlayer":
-                return node
-        paint = [n for n in walk(self.doc.rootNode()) if n.type() == "paintlayer" and not self.is_own_layer(n)]
-        return paint[-1] if paint else None
+            if self.editable(node):
+                return node, ""
+        shown = [n for n in walk(self.doc.rootNode()) if self.editable(n)]
+        if shown:
+            return shown[-1], "the top visible paint layer"
+        return None, ""
 
-    def check_source(self, node: Any | None) -> None:
+    def pick_source(self, remembered_id: str | None) -> Any | None:
+        """The layer to edit (see `choose_source`)."""
+        return self.choose_source(remembered_id)[0]
+
+    def check_source(self, node: Any | None, why_none: str = "") -> None:
         if node is None:
-            raise DocumentError("There is no paint layer to edit: add or select one.")
+            raise DocumentError(why_none or "There is no visible paint layer to edit: add or select one.")
         if node.type() != "paintlayer":
             raise DocumentError(f"“{node.name()}” is a {node.type()}; DragGAN edits paint layers.")
+        if not is_shown(node):
+            raise DocumentError(
+                f"“{node.name()}” is hidden; DragGAN edits what you see. Show it (the eye in the Layers docker) or "
+                "select a visible paint layer."
+            )
         model, depth = node.colorModel(), node.colorDepth()
         if model != "RGBA" or depth != "U8":
             raise DocumentError(
@@ -169,7 +214,7 @@ class KritaDocument:
         layer = self.points_layer()
         if layer is None:
             layer = self.doc.createVectorLayer(POINTS_LAYER)
-            self.doc.rootNode().addChildNode(layer, None)  # on top, so the arrows stay visible
+            self.doc.rootNode().addChildNode(layer, None)  # on top, so the lines stay visible
         return layer
 
     def pairs(self) -> list[Pair]:
@@ -186,38 +231,21 @@ class KritaDocument:
         return out
 
     def add_arrows(self, pairs: list[Pair], color: str = "#ff2a6d") -> None:
-        """Draw pairs as arrows on the points layer (used by scripts and the self-test; people draw with tools)."""
+        """Draw pairs as arrows on the points layer (used by scripts and the self-test; people draw with tools).
+
+        addShapesFromSvg reads the document's pixels, so the arrows are written in pixels at any resolution."""
         layer = self.ensure_points_layer()
-        layer.addShapesFromSvg(geometry.arrow_svg(pairs, 1.0 / px_per_pt(self.doc), color))
-
-    def arrowize(self) -> int:
-        """Give plain lines an arrow head, so handle and target are told apart on the canvas; returns how many.
-
-        A line is replaced by an identical one with an end marker (same ends, same colour).
-        """
-        layer = self.points_layer()
-        if layer is None:
-            return 0
-        scale = px_per_pt(self.doc)
-        changed = 0
-        for shape in layer.shapes():
-            svg = shape.toSvg()
-            pair = geometry.line_from_shape_svg(svg, _affine(shape), scale)
-            if pair is None or geometry.has_end_marker(svg):
-                continue
-            layer.addShapesFromSvg(geometry.arrow_svg([pair], 1.0 / scale, geometry.stroke_color(svg)))
-            shape.remove()
-            changed += 1
-        return changed
+        layer.addShapesFromSvg(geometry.arrow_svg(pairs, 1.0, color))
 
     def clear_points(self) -> int:
+        """Remove every pair: the points layer goes, in one undo step (removing its shapes one by one would be one
+        step per line); the next "Points layer" or Drag makes a new one. Returns how many shapes went."""
         layer = self.points_layer()
         if layer is None:
             return 0
-        shapes = list(layer.shapes())
-        for shape in shapes:
-            shape.remove()
-        return len(shapes)
+        n = len(layer.shapes())
+        layer.remove()
+        return n
 
     # ------------------------------------------------------------------ preview and result
     def preview_layer(self) -> Any | None:

@@ -1,10 +1,12 @@
 """Pure geometry for the plugin: SVG line shapes <-> point pairs, units, and the rectangle a session covers.
 
-Kept free of Krita and Qt so it is tested on its own. Facts it relies on (seen in Krita 5.1):
-- a vector layer's shapes report their SVG (`Shape.toSvg()`) in points (1/72 inch) in the shape's own coordinates,
-  with the shape's placement in `transform=` (also `Shape.transformation()`); a document at R dpi has R/72 pixels
-  per point;
-- `VectorLayer.addShapesFromSvg()` reads coordinates as points too, whatever the SVG's width/viewBox say.
+Kept free of Krita and Qt so it is tested on its own. Facts it relies on (seen in Krita 5.1.5):
+- a vector layer's shapes report their SVG (`Shape.toSvg()`) in their own coordinates, with the shape's placement,
+  in points (1/72 inch), in `transform=` (also `Shape.transformation()`); a document at R dpi has R/72 pixels per
+  point. The line tool's lines: `translate(x, y)` in points and a path in points;
+- `VectorLayer.addShapesFromSvg()` reads the SVG's user units as the document's *pixels*: a path added at 300 dpi
+  comes back as `matrix(0.24 0 0 0.24 x y)` (72/300) around a path in pixels. Writing points there moves every
+  point by 72/dpi on anything but a 72-dpi document.
 """
 
 from __future__ import annotations
@@ -167,8 +169,11 @@ def has_end_marker(svg: str) -> bool:
     return attribute(svg, "marker-end") not in (None, "", "none")
 
 
-def arrow_svg(pairs: list[Pair], pt_per_px: float, color: str = "#ff2a6d", width_px: float = 2.0) -> str:
-    """An SVG document with one arrow (a line with an end marker) per pair, in points, for addShapesFromSvg."""
+def arrow_svg(pairs: list[Pair], pt_per_px: float = 1.0, color: str = "#ff2a6d", width_px: float = 2.0) -> str:
+    """An SVG document with one arrow (a line with an end marker) per pair, for addShapesFromSvg.
+
+    `pt_per_px` is the SVG units per document pixel: 1 for `addShapesFromSvg` (which reads pixels, whatever the
+    document's resolution); 72/dpi for SVG that Krita reads as points (a `.kra`'s content.svg)."""
 
     def f(v: float) -> str:
         return f"{v:.4f}".rstrip("0").rstrip(".")

@@ -2,7 +2,11 @@
 
 States: OFFLINE (no connection file, refused, or lost; retried every few seconds), CONNECTING (hello sent, no
 answer yet), READY (hello answered: device, models, limits). Every other message from the daemon is handed to
-listeners through `message`.
+listeners through `message`, in the order it came.
+
+Listeners change the document, and Krita runs its event loop inside those calls: the timer or the socket notifier
+would then poll again in the middle of a message and hand out the next ones before the first is dealt with (a
+refused drag's end while the docker was still starting it). A poll that would start inside another is put off.
 """
 
 from __future__ import annotations
@@ -12,13 +16,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from draggan_protocol.outcome import START_DAEMON
 from PyQt5.QtCore import QObject, QSocketNotifier, QTimer, pyqtSignal
 
 OFFLINE = "offline"
 CONNECTING = "connecting"
 READY = "ready"
 
-START_COMMAND = "draggan serve"
+START_COMMAND = START_DAEMON  # what "Start it with: …" names (works after `make run`)
 
 
 def default_transport() -> str:
@@ -54,6 +59,7 @@ class DaemonLink(QObject):
         self._deadline = 0.0
         self._next_try = 0.0
         self._notifier: QSocketNotifier | None = None
+        self._ticking = False
         self._timer = QTimer(self)
         self._timer.setInterval(poll_ms)
         self._timer.timeout.connect(self.tick)
@@ -92,6 +98,9 @@ class DaemonLink(QObject):
     def limits(self) -> dict[str, Any]:
         return dict(self.info.get("limits") or {})
 
+    def not_running_text(self) -> str:
+        return f"The DragGAN daemon is not running. Start it with: {START_COMMAND}."
+
     def describe(self) -> str:
         if self.state != READY:
             return self.detail
@@ -102,6 +111,20 @@ class DaemonLink(QObject):
 
     # ------------------------------------------------------------------ the loop
     def tick(self) -> None:
+        if self._ticking:  # called from inside a listener (Krita ran the event loop): the next tick takes over
+            return
+        self._ticking = True
+        notifier = self._notifier
+        if notifier is not None:
+            notifier.setEnabled(False)  # unread bytes would wake it again and again inside Krita's event loop
+        try:
+            self._tick()
+        finally:
+            self._ticking = False
+            if notifier is not None and notifier is self._notifier:
+                notifier.setEnabled(True)
+
+    def _tick(self) -> None:
         now = time.monotonic()
         if self.client is None:
             if now >= self._next_try:
@@ -126,13 +149,13 @@ class DaemonLink(QObject):
         if self.state == CONNECTING and now > self._deadline:
             self._fail(
                 f"The daemon at {self.client.endpoint} does not answer (a stale connection file, or another "
-                f"program on that port). Restart it with: {START_COMMAND}"
+                f"program on that port). Restart it with: {START_COMMAND}."
             )
         elif self.state == READY:
             silent = self.client.daemon_silent_for()
             limit = 3 * float(self.info.get("heartbeat_interval") or 5.0) + 10.0
             if silent > limit:
-                self._lose(f"The DragGAN daemon stopped answering. Start it again with: {START_COMMAND}")
+                self._lose(f"The DragGAN daemon stopped answering. Start it again with: {START_COMMAND}.")
 
     def _try_connect(self, now: float) -> None:
         from draggan_protocol.client import Client
@@ -143,7 +166,7 @@ class DaemonLink(QObject):
         try:
             info = read_connection_file(path)
         except FileNotFoundError:
-            self._set(OFFLINE, f"The DragGAN daemon is not running. Start it with: {START_COMMAND}")
+            self._set(OFFLINE, self.not_running_text())
             return
         except (OSError, ValueError) as exc:
             self._set(OFFLINE, f"Cannot read the daemon's connection file {path}: {exc}")
@@ -158,7 +181,7 @@ class DaemonLink(QObject):
             )
         except (OSError, ValueError) as exc:
             self.client = None
-            self._set(OFFLINE, f"The DragGAN daemon is not running ({exc}). Start it with: {START_COMMAND}")
+            self._set(OFFLINE, f"The DragGAN daemon is not running ({exc}). Start it with: {START_COMMAND}.")
             return
         self._hello_id = self.client.send("hello", {"client": self.client_name})
         self._deadline = now + self.hello_timeout_s
@@ -212,4 +235,4 @@ class DaemonLink(QObject):
 
 def _gone(exc: BaseException) -> str:
     """What a person reads when the daemon vanished, whether it was noticed while sending or while listening."""
-    return f"The DragGAN daemon went away ({exc}). Start it again with: {START_COMMAND}"
+    return f"The DragGAN daemon went away ({exc}). Start it again with: {START_COMMAND}."

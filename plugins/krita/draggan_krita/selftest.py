@@ -22,8 +22,8 @@ from PyQt5.QtCore import QTimer
 from PyQt5.QtGui import QImage
 
 from . import controller as ctl
-from .document import PREVIEW_LAYER, RESULT_SUFFIX, find_by_name, node_id, px_per_pt
-from .geometry import Pair, has_end_marker
+from .document import PREVIEW_LAYER, RESULT_SUFFIX, find_by_name, node_id
+from .geometry import Pair
 
 
 def log(*args: Any) -> None:
@@ -38,11 +38,12 @@ def parse_lines(text: str) -> list[Pair]:
     return pairs
 
 
-def plain_lines_svg(pairs: list[Pair], pt_per_px: float) -> str:
-    """Lines as the line tool draws them: no arrow heads (the plugin adds those when dragging)."""
+def plain_lines_svg(pairs: list[Pair], units_per_px: float = 1.0) -> str:
+    """Plain lines, as the line tool draws them, for addShapesFromSvg (which reads the document's pixels)."""
+    u = units_per_px
     paths = "".join(
-        f'<path fill="none" stroke="#00a0ff" stroke-width="{2 * pt_per_px:.3f}" '
-        f'd="M{p.hx * pt_per_px:.3f} {p.hy * pt_per_px:.3f}L{p.tx * pt_per_px:.3f} {p.ty * pt_per_px:.3f}"/>'
+        f'<path fill="none" stroke="#00a0ff" stroke-width="{2 * u:.3f}" '
+        f'd="M{p.hx * u:.3f} {p.hy * u:.3f}L{p.tx * u:.3f} {p.ty * u:.3f}"/>'
         for p in pairs
     )
     return f'<svg xmlns="http://www.w3.org/2000/svg">{paths}</svg>'
@@ -146,7 +147,8 @@ class SelfTest:
         self.res["daemon"] = self.panel.link.describe()
         kdoc = self.panel.controller.document()
         layer = kdoc.ensure_points_layer()
-        layer.addShapesFromSvg(plain_lines_svg(self.lines, 1.0 / px_per_pt(self.doc)))
+        layer.addShapesFromSvg(plain_lines_svg(self.lines))
+        self.lines_svg = [s.toSvg() for s in layer.shapes()]
         pairs = kdoc.pairs()
         self.res["pairs_read"] = [p.as_list() for p in pairs]
         self.check(
@@ -210,7 +212,7 @@ class SelfTest:
         result_px = bytes(result.pixelData(0, 0, self.w, self.h)) if result is not None else b""
         self.check("result_differs_from_source", bool(result_px) and result_px != self.source_before)
         points = self.panel.controller.document().points_layer()
-        self.check("lines_shown_as_arrows", all(has_end_marker(s.toSvg()) for s in points.shapes()))
+        self.check("lines_left_as_drawn", [s.toSvg() for s in points.shapes()] == self.lines_svg)
         os.makedirs(self.out_dir, exist_ok=True)
         self.res["source_png"] = os.path.join(self.out_dir, "krita_source.png")
         self.res["result_png"] = os.path.join(self.out_dir, "krita_result.png")

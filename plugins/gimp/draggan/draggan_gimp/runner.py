@@ -29,7 +29,7 @@ from draggan_protocol import (
     read_connection_file,
 )
 from draggan_protocol.client import drag_request, image_from_message, layer_session_request
-from draggan_protocol.outcome import arrival_text, fallback_text, large_region_text
+from draggan_protocol.outcome import START_DAEMON, arrival_text, fallback_text, large_region_text
 
 from .errors import Cancelled, DaemonLost, PluginError
 from .pairs import Pair
@@ -121,7 +121,8 @@ def connect(settings: RunSettings, hello_timeout: float = HELLO_TIMEOUT) -> Conn
         client = Client.from_info(conn_info, client_name=CLIENT_NAME, heartbeat_interval=HEARTBEAT_INTERVAL)
     except FileNotFoundError:
         raise PluginError(
-            f"The DragGAN daemon is not running (there is no connection file at {path}).\nStart it with:  draggan serve"
+            f"The DragGAN daemon is not running (there is no connection file at {path}).\n"
+            f"Start it with: {START_DAEMON}."
         ) from None
     except (ValueError, OSError) as exc:
         raise PluginError(f"The DragGAN daemon's connection file {path} cannot be used: {exc}") from None
@@ -132,7 +133,7 @@ def connect(settings: RunSettings, hello_timeout: float = HELLO_TIMEOUT) -> Conn
         raise PluginError(
             f"The DragGAN daemon at {client.endpoint} does not answer within {hello_timeout:.0f} s.\n"
             f"It may have stopped without removing {path}, or that file belongs to another daemon.\n"
-            "Start it again with:  draggan serve"
+            f"Start it again with: {START_DAEMON}."
         ) from None
     except DaemonError as exc:
         client.close()
@@ -200,7 +201,7 @@ class Conversation:
             raise DaemonLost(
                 f"The DragGAN daemon stopped answering while {what} (nothing for {silent:.0f} s; a working daemon "
                 "answers every second).\n"
-                "It may have crashed or been stopped; the layer is unchanged. Start it again with:  draggan serve"
+                f"It may have crashed or been stopped; the layer is unchanged. Start it again with: {START_DAEMON}."
             )
 
     def request(self, msg_type: str, content: dict[str, Any], buffers: Sequence[Any] = (), what: str = "") -> Message:

@@ -1,0 +1,82 @@
+"""The docker in the real Krita (GUI under Xvfb) on documents like artists' own: issue 11's Krita bugs.
+
+One Krita run (tests/krita_app/pykrita/draggan_documents_check, a test-only plugin installed beside the plugin
+from its zip) drives the docker as a person would on a 300-dpi document with a group, hidden layers and a
+selection: lines drawn with the line tool, Drag, Apply, undo and redo, a drag the daemon refuses at once, a
+document opened on a hidden top layer, a second document. The daemon runs in this process, with the small test
+generator and fits of a few steps: what is checked is the docker, not the drag's quality (test_krita_app does that).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+
+import pytest
+from draggan_daemon.engine import inversion
+from draggan_daemon.plugin_install import krita as inst
+from draggan_protocol.connection import ConnectionInfo, write_connection_file
+from test_daemon_support import running_daemon
+from test_krita_app import ARTIFACTS, DRAGGAN, KRITA_SKIP, ROOT, app_env, have_krita_gui, plugin_zip, run_app
+
+__all__ = ["plugin_zip"]  # a fixture, used by name
+
+CHECK_PLUGIN = ROOT / "tests" / "krita_app" / "pykrita"
+CHECK_NAME = "draggan_documents_check"
+
+
+@pytest.fixture(scope="module")
+def quick_daemon(tmp_path_factory):
+    """A daemon on a background thread of this process: the small test generator, fits of a few steps."""
+    patch = pytest.MonkeyPatch()
+    original = inversion.InversionConfig.from_preset.__func__
+
+    def few_steps(cls, name="fast", **kw):
+        return original(cls, name, **{**kw, "w_steps": 4, "wplus_steps": 4, "pti_steps": 0, "w_avg_samples": 64})
+
+    patch.setattr(inversion.InversionConfig, "from_preset", classmethod(few_steps))
+    try:
+        with running_daemon() as server:
+            info = ConnectionInfo(server.endpoint, server.config.key.decode())
+            yield write_connection_file(info, tmp_path_factory.mktemp("daemon") / "daemon.json")
+    finally:
+        patch.undo()
+
+
+@pytest.mark.krita
+@pytest.mark.slow
+@pytest.mark.skipif(not have_krita_gui, reason=KRITA_SKIP)
+def test_docker_on_documents_like_artists_own(plugin_zip, quick_daemon, tmp_path):
+    prof = tmp_path / "profile"
+    env = app_env(prof)
+    r = subprocess.run(
+        [*DRAGGAN, "install", "krita", "--zip", str(plugin_zip)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 0, r.stderr
+    pykrita = prof / "data" / "krita" / "pykrita"
+    shutil.copytree(CHECK_PLUGIN / CHECK_NAME, pykrita / CHECK_NAME, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(CHECK_PLUGIN / f"{CHECK_NAME}.desktop", pykrita)
+    inst.enable_in_kritarc(prof / "config" / "kritarc", CHECK_NAME)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    result = tmp_path / "documents.json"
+    env.update(
+        DRAGGAN_CONNECTION_FILE=str(quick_daemon),
+        DRAGGAN_DOCS_CHECK=str(result),
+        DRAGGAN_DOCS_WORK=str(tmp_path),
+        DRAGGAN_DOCS_OUT=str(ARTIFACTS),
+        DRAGGAN_DOCS_TIMEOUT="200",
+    )
+    t0 = time.monotonic()
+    r = run_app(["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", "krita", "--nosplash"], env, 260)
+    (ARTIFACTS / "krita_documents.log").write_text(r.stdout + r.stderr)
+    print(f"Krita under Xvfb took {time.monotonic() - t0:.1f} s")
+    assert result.is_file(), (r.stdout + r.stderr)[-4000:]
+    res = json.loads(result.read_text())
+    (ARTIFACTS / "krita_documents.json").write_text(json.dumps(res, indent=1))
+    failed = sorted(name for name, ok in res["checks"].items() if not ok)
+    print("checks:", ", ".join(f"{k}={'ok' if v else 'FAILED'}" for k, v in res["checks"].items()))
+    print("details:", json.dumps(res.get("details", {}), default=str)[:3000])
+    assert res["ok"] and not failed, json.dumps({"failed": failed, **res}, indent=1, default=str)[:6000]
+    assert r.returncode == 0
