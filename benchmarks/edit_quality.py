@@ -125,6 +125,45 @@ def flow_at(flow: np.ndarray, point: tuple[float, float], radius: float) -> tupl
     return float(dx), float(dy)
 
 
+def region_flow(case: heldout_faces.Case, original: np.ndarray, result: np.ndarray):
+    """The judge of (c) and (d): DIS flow on the region plus a margin of context (outside the region the pixels
+    are the layer's own), read as the median over a disk of max(2, 4 x side / 256) px; returns point -> (dx, dy)."""
+    x, y, w, h = case.region
+    m = int(0.1 * case.side)
+    H, W = original.shape[:2]
+    fx0, fy0 = max(0, x - m), max(0, y - m)
+    frect = (fx0, fy0, min(W, x + w + m) - fx0, min(H, y + h + m) - fy0)
+    g0 = np.clip(luma(crop(original, frect)).round(), 0, 255).astype(np.uint8)
+    g1 = np.clip(luma(crop(result, frect)).round(), 0, 255).astype(np.uint8)
+    flow = dis_flow(g0, g1)
+    radius = max(2.0, 4.0 * case.side / 256)
+    return lambda point: flow_at(flow, (point[0] - fx0, point[1] - fy0), radius)
+
+
+def judge_error(case: heldout_faces.Case) -> list[float]:
+    """How well the flow judge of (c)/(d) recovers a motion that is known exactly, per pair: the layer warped by a
+    smooth field that carries the handle's content to its target (a Gaussian bump, sigma 1.5 x the move + 10 px),
+    judged like a result. (d) cannot be read finer than this."""
+    import cv2
+
+    layer = case.layer
+    h, w = layer.shape[:2]
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    errors = []
+    for hx, hy, tx, ty in case.pairs:
+        dx, dy = tx - hx, ty - hy
+        sigma = 1.5 * math.hypot(dx, dy) + 10.0
+        bump = np.exp(-((xs - hx) ** 2 + (ys - hy) ** 2) / (2 * sigma * sigma)).astype(np.float32)
+        warped = cv2.remap(layer, xs - dx * bump, ys - dy * bump, cv2.INTER_LANCZOS4, borderMode=cv2.BORDER_REPLICATE)
+        x, y = hx, hy  # where the handle's content went: the fixed point of x = h + d * bump(x)
+        for _ in range(60):
+            b = math.exp(-((x - hx) ** 2 + (y - hy) ** 2) / (2 * sigma * sigma))
+            x, y = hx + dx * b, hy + dy * b
+        fx, fy = region_flow(case, layer, warped)((hx, hy))
+        errors.append(math.hypot(hx + fx - x, hy + fy - y))
+    return errors
+
+
 def measure(case: heldout_faces.Case, result: np.ndarray, done: dict[str, Any]) -> dict[str, Any]:
     """(a)-(d) for one result layer."""
     original = case.layer
@@ -139,21 +178,12 @@ def measure(case: heldout_faces.Case, result: np.ndarray, done: dict[str, Any]) 
         "sharpness": round(laplacian_variance(luma(b)) / sharp0, 4) if sharp0 > 0 else None,
         "outside_region_identical": bool(_outside_identical(original, result, case.region)),
     }
-    # Flow on the region plus a margin of context (outside the region the pixels are the layer's own).
-    x, y, w, h = case.region
-    m = int(0.1 * side)
-    H, W = original.shape[:2]
-    fx0, fy0 = max(0, x - m), max(0, y - m)
-    frect = (fx0, fy0, min(W, x + w + m) - fx0, min(H, y + h + m) - fy0)
-    g0 = np.clip(luma(crop(original, frect)).round(), 0, 255).astype(np.uint8)
-    g1 = np.clip(luma(crop(result, frect)).round(), 0, 255).astype(np.uint8)
-    flow = dis_flow(g0, g1)
-    radius = max(2.0, 4.0 * side / 256)
+    judge = region_flow(case, original, result)
     tracker = done.get("handles") or []
     reported = done.get("measured")
     handles = []
     for k, (hx, hy, tx, ty) in enumerate(case.pairs):
-        dx, dy = flow_at(flow, (hx - fx0, hy - fy0), radius)
+        dx, dy = judge((hx, hy))
         asked = math.hypot(tx - hx, ty - hy)
         ux, uy = (tx - hx) / asked, (ty - hy) / asked
         landed = (hx + dx, hy + dy)
@@ -356,6 +386,7 @@ def summarize(modes: list[str], records: list[dict[str, Any]]) -> dict[str, Any]
             "fallbacks": sum(bool(r.get("fallback")) for r in rows),
             "outside_region_identical": all(r["outside_region_identical"] for r in rows),
         }
+    summary["judge_error_px"] = _median([e for r in records for e in r.get("judge_error_px", [])])
     if "transfer" in modes and "generator" in modes:
         pairs = [r["modes"] for r in records if "transfer" in r["modes"] and "generator" in r["modes"]]
         summary["drag_time_ratio"] = _median([m["transfer"]["drag_s"] / m["generator"]["drag_s"] for m in pairs])
@@ -397,6 +428,8 @@ def print_summary(modes: list[str], summary: dict[str, Any], records: list[dict[
     for label, key, spec in lines:
         cells = "".join(_fmt(summary[m][key], spec, 12) for m in modes)
         print(f"{label:36s}{cells}  {GOALS.get(key, ''):>16s}")
+    judge = _fmt(summary.get("judge_error_px"), ".2f", 12)
+    print(f"{'flow judge on a known motion, px':36s}{judge}   (how finely (c) and |reported - flow| can be read)")
     fit = _median([r.get("fit_psnr_far_db") for r in records])
     print(f"{'fitted picture alone: PSNR far, dB':36s}{_fmt(fit, '.2f', 12)}   (the inversion before any drag)")
     if "drag_time_ratio" in summary:
@@ -536,6 +569,7 @@ def main(argv: list[str] | None = None) -> int:
             except DaemonError as exc:
                 print(f"edit_quality: warning: {case.name}: the daemon refused ({exc}); skipped", file=sys.stderr)
                 continue
+            rec["judge_error_px"] = [round(e, 3) for e in judge_error(case)]
             kept.append(case)
             records.append(rec)
             times = ", ".join(f"{m} {rec['modes'][m]['drag_s']:.2f} s" for m in order)
