@@ -119,7 +119,10 @@ def _flow_at_4x(source_png: Path, result_png: Path, points: list[tuple[float, fl
 
 
 class GimpSession:
-    """A run folder inside the chroot with its own GIMP profile, the plug-in installed, and the batch driver."""
+    """A run folder inside the chroot with its own GIMP profile, the plug-in installed, and the batch driver (with
+    what it imports: driver_common.py and face.py)."""
+
+    driver = "drag_driver.py"
 
     def __init__(self, root: Path) -> None:
         from draggan_daemon.plugin_install import gimp as installer
@@ -132,22 +135,24 @@ class GimpSession:
         plugins.parent.mkdir(parents=True)
         assert installer.main(["--dest", str(plugins)]) == 0
         assert (plugins / "draggan" / "draggan.py").stat().st_mode & 0o111
-        shutil.copy(HELPERS_DIR / "face.py", self.base / "face.py")
-        shutil.copy(HELPERS_DIR / "drag_driver.py", self.base / "drag_driver.py")
+        for name in ("face.py", "driver_common.py", self.driver):
+            shutil.copy(HELPERS_DIR / name, self.base / name)
 
-    def run(self, cases: dict, timeout: float = 540) -> dict:
-        config = {"helpers": self.inside, "report": f"{self.inside}/report.json", "cases": cases}
+    def run(self, cases: dict, env: dict[str, str] | None = None, timeout: float = 540, **config) -> dict:
+        """One batch session running the driver on `cases` (`config`: more for the driver's config); its report."""
+        config = {"helpers": self.inside, "report": f"{self.inside}/report.json", "cases": cases, **config}
         (self.base / "config.json").write_text(json.dumps(config))
+        env = {"DRAGGAN_TEST_CONFIG": f"{self.inside}/config.json", **(env or {})}
         t0 = time.monotonic()
-        env = {"DRAGGAN_TEST_CONFIG": f"{self.inside}/config.json"}
-        rc, output = run_gimp_batch(self.root, f"{self.inside}/home", f"{self.inside}/drag_driver.py", env, timeout)
-        self.output = output
+        rc, self.output = run_gimp_batch(self.root, f"{self.inside}/home", f"{self.inside}/{self.driver}", env, timeout)
         print(f"GIMP batch session: {time.monotonic() - t0:.1f} s, rc {rc}")
-        assert rc == 0, output[-4000:]
-        assert "DRAGGAN-DRIVER-DONE" in output, output[-4000:]
+        said = [line for line in self.output.splitlines() if "Plug-In" in line or "plug-in" in line.lower()]
+        print("GIMP said about plug-ins:", *said[:20], sep="\n  ")
+        assert rc == 0, self.output[-4000:]
+        assert "DRAGGAN-DRIVER-DONE" in self.output, self.output[-4000:]
         report = json.loads((self.base / "report.json").read_text())
         print(json.dumps(report, indent=1))
-        assert report["procedure_found"], output[-4000:]
+        assert report["procedure_found"], self.output[-4000:]
         return report["cases"]
 
     def close(self) -> None:

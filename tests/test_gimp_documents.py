@@ -31,15 +31,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from gimp_env import HELPERS_DIR, run_gimp_batch, spawn_daemon_process
+from gimp_env import spawn_daemon_process
 from test_gimp_app import (
-    IMAGE_H,
-    IMAGE_W,
     LAYER_H,
     LAYER_W,
     OFFSET,
     SELECTION,
     GimpSession,
+    _common,
     _strokes,
     gimp_root,  # noqa: F401  (the chroot fixture)
 )
@@ -52,36 +51,14 @@ INCONSISTENT = "left image undo in inconsistent state"
 class DocumentsSession(GimpSession):
     """A GimpSession whose batch driver is documents_driver.py."""
 
-    def __init__(self, root: Path) -> None:
-        super().__init__(root)
-        shutil.copy(HELPERS_DIR / "documents_driver.py", self.base / "documents_driver.py")
+    driver = "documents_driver.py"
 
     @property
     def plugin_script(self) -> str:
         return f"{self.inside}/home/.config/GIMP/3.0/plug-ins/draggan/draggan.py"
 
     def run(self, cases: dict, env: dict[str, str] | None = None, timeout: float = 400) -> dict:
-        config = {
-            "helpers": self.inside,
-            "report": f"{self.inside}/report.json",
-            "dialog_control": f"{self.inside}/dialog.json",
-            "cases": cases,
-        }
-        (self.base / "config.json").write_text(json.dumps(config))
-        env = {"DRAGGAN_TEST_CONFIG": f"{self.inside}/config.json", **(env or {})}
-        t0 = time.monotonic()
-        rc, self.output = run_gimp_batch(
-            self.root, f"{self.inside}/home", f"{self.inside}/documents_driver.py", env, timeout
-        )
-        print(f"GIMP batch session: {time.monotonic() - t0:.1f} s, rc {rc}")
-        said = [line for line in self.output.splitlines() if "Plug-In" in line or "plug-in" in line.lower()]
-        print("GIMP said about plug-ins:", *said[:20], sep="\n  ")
-        assert rc == 0, self.output[-4000:]
-        assert "DRAGGAN-DRIVER-DONE" in self.output, self.output[-4000:]
-        report = json.loads((self.base / "report.json").read_text())
-        print(json.dumps(report, indent=1))
-        assert report["procedure_found"], self.output[-4000:]
-        return report["cases"]
+        return super().run(cases, env, timeout, dialog_control=f"{self.inside}/dialog.json")
 
 
 @pytest.fixture
@@ -135,19 +112,6 @@ def _after_run_starts(marker: Path, script: str, delay: float, action: Callable[
         at.append(time.time())
 
     threading.Thread(target=go, daemon=True).start()
-
-
-def _common() -> dict:
-    strokes, _ = _strokes()
-    return {
-        "image_w": IMAGE_W,
-        "image_h": IMAGE_H,
-        "layer_w": LAYER_W,
-        "layer_h": LAYER_H,
-        "offset": list(OFFSET),
-        "selection": list(SELECTION),
-        "strokes": strokes,
-    }
 
 
 def test_documents_in_real_gimp(documents: DocumentsSession) -> None:

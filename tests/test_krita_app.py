@@ -75,6 +75,35 @@ def run_app(cmd: list[str], env: dict[str, str], timeout: float) -> subprocess.C
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
+def install_into_profile(plugin_zip: Path, tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A clean profile (tmp_path/profile) with the plugin installed from its zip by the project's installer;
+    returns the profile and the environment for a Krita that uses it (see app_env)."""
+    prof = tmp_path / "profile"
+    env = app_env(prof)
+    r = subprocess.run(
+        [*DRAGGAN, "install", "krita", "--zip", str(plugin_zip)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 0, r.stderr
+    return prof, env
+
+
+def run_krita_gui(
+    env: dict[str, str], result: Path, log_name: str, saved_name: str, timeout: float
+) -> tuple[subprocess.CompletedProcess, dict]:
+    """Krita's GUI under Xvfb (ARTIFACTS made first: the plugin that checks may write there), until it exits; its
+    output is kept as ARTIFACTS/log_name, and the JSON the checking plugin wrote to `result`, which must be there,
+    as ARTIFACTS/saved_name. Returns (the finished process, that JSON)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    r = run_app(["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", "krita", "--nosplash"], env, timeout)
+    (ARTIFACTS / log_name).write_text(r.stdout + r.stderr)
+    print(f"Krita under Xvfb took {time.monotonic() - t0:.1f} s")
+    assert result.is_file(), (r.stdout + r.stderr)[-4000:]
+    res = json.loads(result.read_text())
+    (ARTIFACTS / saved_name).write_text(json.dumps(res, indent=1))
+    return r, res
+
+
 def build_zip(out: Path) -> Path:
     r = subprocess.run([*DRAGGAN, "package", "krita", "-o", str(out)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
@@ -307,18 +336,12 @@ def test_krita_gui_selftest_drag_through_the_docker(plugin_zip, serve, tmp_path)
     lines = [(hx, hy, hx + DRAG_PX * DRAG_DIRECTION[0], hy + DRAG_PX * DRAG_DIRECTION[1])]
 
     # A clean profile with the plugin installed from its zip by the project's installer.
-    prof = tmp_path / "profile"
-    env = app_env(prof)
-    r = subprocess.run(
-        [*DRAGGAN, "install", "krita", "--zip", str(plugin_zip)], env=env, capture_output=True, text=True
-    )
-    assert r.returncode == 0, r.stderr
+    prof, env = install_into_profile(plugin_zip, tmp_path)
     # System packages must not help: zmq and msgpack on Krita's path are poisoned.
     poison = tmp_path / "poison"
     for name in ("zmq", "msgpack"):
         (poison / name).mkdir(parents=True)
         (poison / name / "__init__.py").write_text(f"raise ImportError('the system {name} must not be used')\n")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     result = tmp_path / "selftest.json"
     env.update(
         PYTHONPATH=str(poison),
@@ -329,13 +352,7 @@ def test_krita_gui_selftest_drag_through_the_docker(plugin_zip, serve, tmp_path)
         DRAGGAN_KRITA_SELFTEST_OUT=str(ARTIFACTS),
         DRAGGAN_KRITA_SELFTEST_TIMEOUT="200",
     )
-    t0 = time.monotonic()
-    r = run_app(["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", "krita", "--nosplash"], env, 280)
-    (ARTIFACTS / "krita.log").write_text(r.stdout + r.stderr)
-    print(f"Krita under Xvfb took {time.monotonic() - t0:.1f} s")
-    assert result.is_file(), (r.stdout + r.stderr)[-4000:]
-    res = json.loads(result.read_text())
-    (ARTIFACTS / "selftest.json").write_text(json.dumps(res, indent=1))
+    r, res = run_krita_gui(env, result, "krita.log", "selftest.json", 280)
     assert res["ok"], json.dumps({k: v for k, v in res.items() if k != "sys_path"}, indent=1)
     assert r.returncode == 0
     assert str(poison) in res["sys_path"], "PYTHONPATH did not reach Krita's Python"

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import time
 
 import pytest
 from draggan_daemon.engine import inversion
 from draggan_daemon.plugin_install import krita as inst
 from draggan_protocol.connection import ConnectionInfo, write_connection_file
 from test_daemon_support import running_daemon
-from test_krita_app import ARTIFACTS, DRAGGAN, KRITA_SKIP, ROOT, app_env, have_krita_gui, plugin_zip, run_app
+from test_krita_app import ARTIFACTS, KRITA_SKIP, ROOT, have_krita_gui, install_into_profile, plugin_zip, run_krita_gui
 
 __all__ = ["plugin_zip"]  # a fixture, used by name
 
@@ -49,17 +47,11 @@ def quick_daemon(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.skipif(not have_krita_gui, reason=KRITA_SKIP)
 def test_docker_on_documents_like_artists_own(plugin_zip, quick_daemon, tmp_path):
-    prof = tmp_path / "profile"
-    env = app_env(prof)
-    r = subprocess.run(
-        [*DRAGGAN, "install", "krita", "--zip", str(plugin_zip)], env=env, capture_output=True, text=True, timeout=60
-    )
-    assert r.returncode == 0, r.stderr
+    prof, env = install_into_profile(plugin_zip, tmp_path)
     pykrita = prof / "data" / "krita" / "pykrita"
     shutil.copytree(CHECK_PLUGIN / CHECK_NAME, pykrita / CHECK_NAME, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(CHECK_PLUGIN / f"{CHECK_NAME}.desktop", pykrita)
     inst.enable_in_kritarc(prof / "config" / "kritarc", CHECK_NAME)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     result = tmp_path / "documents.json"
     env.update(
         DRAGGAN_CONNECTION_FILE=str(quick_daemon),
@@ -68,13 +60,7 @@ def test_docker_on_documents_like_artists_own(plugin_zip, quick_daemon, tmp_path
         DRAGGAN_DOCS_OUT=str(ARTIFACTS),
         DRAGGAN_DOCS_TIMEOUT="200",
     )
-    t0 = time.monotonic()
-    r = run_app(["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", "krita", "--nosplash"], env, 260)
-    (ARTIFACTS / "krita_documents.log").write_text(r.stdout + r.stderr)
-    print(f"Krita under Xvfb took {time.monotonic() - t0:.1f} s")
-    assert result.is_file(), (r.stdout + r.stderr)[-4000:]
-    res = json.loads(result.read_text())
-    (ARTIFACTS / "krita_documents.json").write_text(json.dumps(res, indent=1))
+    r, res = run_krita_gui(env, result, "krita_documents.log", "krita_documents.json", 260)
     failed = sorted(name for name, ok in res["checks"].items() if not ok)
     print("checks:", ", ".join(f"{k}={'ok' if v else 'FAILED'}" for k, v in res["checks"].items()))
     print("details:", json.dumps(res.get("details", {}), default=str)[:3000])

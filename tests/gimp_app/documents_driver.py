@@ -6,7 +6,8 @@ clean), the plug-in's PDB procedure `python-fu-draggan-drag` is called (non-inte
 the dialog answering itself under Xvfb), and what GIMP then holds is written to the config's "report" path:
 status, error, timing, the layer tree, the selected layers, whether the image is dirty (an undo step, even an
 empty group, marks it so) and whether its undo is still enabled (not left frozen).
-It runs as `exec(open(...).read())`, so it keeps to plain top-level code and functions.
+Run as `exec(open(...).read())`, it is plain top-level code and functions, and takes the set-up and the steps it
+has in common with drag_driver.py from driver_common.py (copied with it into the config's "helpers" folder).
 """
 
 import json
@@ -14,34 +15,9 @@ import os
 import sys
 import time
 
-import gi
-
-gi.require_version("Gimp", "3.0")
-gi.require_version("Gegl", "0.4")
-from gi.repository import Gegl, Gimp  # noqa: E402
-
-CONFIG = json.load(open(os.environ["DRAGGAN_TEST_CONFIG"]))
-sys.path.insert(0, CONFIG["helpers"])
+sys.path.insert(0, json.load(open(os.environ["DRAGGAN_TEST_CONFIG"]))["helpers"])
+from driver_common import CONFIG, PROC, Gimp, layer_bytes, layer_info, new_layer, run_cases, run_config, select_and_draw  # noqa: E402
 from face import face_rgba  # noqa: E402
-
-RGBA = "R'G'B'A u8"
-PROC = Gimp.get_pdb().lookup_procedure("python-fu-draggan-drag")
-report = {"procedure_found": PROC is not None, "cases": {}}
-
-
-def layer_bytes(layer):
-    w, h = layer.get_width(), layer.get_height()
-    return bytes(layer.get_buffer().get(Gegl.Rectangle.new(0, 0, w, h), 1.0, RGBA, Gegl.AbyssPolicy.CLAMP))
-
-
-def new_layer(img, name, w, h, offset, pixels=None):
-    layer = Gimp.Layer.new(img, name, w, h, Gimp.ImageType.RGBA_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
-    layer.set_offsets(*offset)
-    if pixels is not None:
-        buf = layer.get_buffer()
-        buf.set(Gegl.Rectangle.new(0, 0, w, h), RGBA, pixels)
-        buf.flush()
-    return layer
 
 
 def make_image(case):
@@ -59,14 +35,7 @@ def make_image(case):
         img.insert_layer(face, None, 0)
     for name in case.get("stale_layers", []):  # what an earlier, cancelled run left behind
         img.insert_layer(new_layer(img, name, 8, 8, (0, 0)), None, 0)
-    if case.get("selection"):
-        img.select_rectangle(Gimp.ChannelOps.REPLACE, *case["selection"])
-    path = Gimp.Path.new(img, "drags")
-    img.insert_path(path, None, 0)
-    for stroke in case.get("strokes", []):
-        sid = path.bezier_stroke_new_moveto(*stroke[0])
-        for point in stroke[1:]:
-            path.bezier_stroke_lineto(sid, *point)
+    select_and_draw(img, case)
     img.set_selected_layers([source])
     img.undo_disable()  # as a freshly opened file: no undo history, nothing changed
     img.undo_enable()
@@ -86,18 +55,11 @@ def tree(layers, prefix=""):
 def run_case(name, case):
     img, source, face = make_image(case)
     before = layer_bytes(face)
-    cfg = PROC.create_config()
     interactive = case.get("dialog")
-    mode = Gimp.RunMode.INTERACTIVE if interactive else Gimp.RunMode.NONINTERACTIVE
-    cfg.set_property("run-mode", mode)
-    cfg.set_property("image", img)
-    cfg.set_core_object_array("drawables", [source])
-    for key, value in case.get("args", {}).items():
-        cfg.set_property(key, value)
     if interactive:  # read by the plug-in's dialog (DRAGGAN_GIMP_DIALOG_PROBE), which then answers itself
         json.dump(interactive, open(CONFIG["dialog_control"], "w"))
-    if case.get("marker"):  # tells the test process this run has begun (it may then kill something)
-        open(case["marker"], "w").write(str(time.time()))
+    mode = Gimp.RunMode.INTERACTIVE if interactive else Gimp.RunMode.NONINTERACTIVE
+    cfg = run_config(img, source, case, mode)
     t0 = time.monotonic()
     result = PROC.run(cfg)
     out = {"seconds": round(time.monotonic() - t0, 2), "returned_at": time.time()}
@@ -106,13 +68,7 @@ def run_case(name, case):
     if status == Gimp.PDBStatusType.SUCCESS:
         layer = result.index(1)
         parent = layer.get_parent()
-        out["new_layer"] = {
-            "name": layer.get_name(),
-            "size": [layer.get_width(), layer.get_height()],
-            "offset": list(layer.get_offsets()[1:]),
-            "position": img.get_item_position(layer),
-            "parent": parent.get_name() if parent else None,
-        }
+        out["new_layer"] = {**layer_info(img, layer), "parent": parent.get_name() if parent else None}
         out["source_position"] = img.get_item_position(source)
         out["outcome"] = str(result.index(4))
     elif result.length() > 1:
@@ -126,10 +82,4 @@ def run_case(name, case):
     return out
 
 
-for name, case in CONFIG["cases"].items():
-    try:
-        report["cases"][name] = run_case(name, case)
-    except Exception as exc:  # recorded for the test to show; the remaining cases still run
-        report["cases"][name] = {"status": "driver-exception", "error": f"{type(exc).__name__}: {exc}"}
-    json.dump(report, open(CONFIG["report"], "w"), indent=1)
-print("DRAGGAN-DRIVER-DONE", flush=True)
+run_cases(run_case)

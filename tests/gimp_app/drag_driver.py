@@ -3,7 +3,8 @@
 It builds images, calls the plug-in's PDB procedure `python-fu-draggan-drag` non-interactively for each case of
 the JSON config named by $DRAGGAN_TEST_CONFIG, and writes what happened (status, error text, timing, layers) to
 the config's "report" path, plus PNG exports of the layers for the optical-flow check in the test process.
-It runs as `exec(open(...).read())`, so it keeps to plain top-level code and functions.
+It runs as `exec(open(...).read())`, so it keeps to plain top-level code and functions; what it shares with
+documents_driver.py is in driver_common.py, beside it in the config's "helpers" folder.
 """
 
 import json
@@ -11,35 +12,17 @@ import os
 import sys
 import time
 
-import gi
-
-gi.require_version("Gimp", "3.0")
-gi.require_version("Gegl", "0.4")
-from gi.repository import Gegl, Gimp, Gio  # noqa: E402
-
-CONFIG = json.load(open(os.environ["DRAGGAN_TEST_CONFIG"]))
-sys.path.insert(0, CONFIG["helpers"])
+sys.path.insert(0, json.load(open(os.environ["DRAGGAN_TEST_CONFIG"]))["helpers"])
+from driver_common import PROC, Gimp, layer_bytes, layer_info, new_layer, run_cases, run_config, select_and_draw  # noqa: E402
 from face import face_rgba  # noqa: E402
-
-RGBA = "R'G'B'A u8"
-PROC = Gimp.get_pdb().lookup_procedure("python-fu-draggan-drag")
-report = {"procedure_found": PROC is not None, "cases": {}}
-
-
-def layer_bytes(layer):
-    w, h = layer.get_width(), layer.get_height()
-    return bytes(layer.get_buffer().get(Gegl.Rectangle.new(0, 0, w, h), 1.0, RGBA, Gegl.AbyssPolicy.CLAMP))
+from gi.repository import Gio  # noqa: E402
 
 
 def export_png(layer, path):
     """The layer alone as a PNG (a throw-away image holding a copy of it)."""
     w, h = layer.get_width(), layer.get_height()
     img = Gimp.Image.new(w, h, Gimp.ImageBaseType.RGB)
-    copy = Gimp.Layer.new(img, "copy", w, h, Gimp.ImageType.RGBA_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
-    img.insert_layer(copy, None, 0)
-    buf = copy.get_buffer()
-    buf.set(Gegl.Rectangle.new(0, 0, w, h), RGBA, layer_bytes(layer))
-    buf.flush()
+    img.insert_layer(new_layer(img, "copy", w, h, (0, 0), layer_bytes(layer)), None, 0)
     Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, img, Gio.File.new_for_path(path), None)
     img.delete()
 
@@ -50,20 +33,9 @@ def make_image(case):
     img = Gimp.Image.new(case["image_w"], case["image_h"], base)
     w, h = case["layer_w"], case["layer_h"]
     kind = Gimp.ImageType.GRAYA_IMAGE if case.get("gray") else Gimp.ImageType.RGBA_IMAGE
-    layer = Gimp.Layer.new(img, "Face", w, h, kind, 100.0, Gimp.LayerMode.NORMAL)
+    layer = new_layer(img, "Face", w, h, case["offset"], face_rgba(w, h), kind)
     img.insert_layer(layer, None, 0)
-    layer.set_offsets(*case["offset"])
-    buf = layer.get_buffer()
-    buf.set(Gegl.Rectangle.new(0, 0, w, h), RGBA, face_rgba(w, h))
-    buf.flush()
-    if case.get("selection"):
-        img.select_rectangle(Gimp.ChannelOps.REPLACE, *case["selection"])
-    path = Gimp.Path.new(img, "drags")
-    img.insert_path(path, None, 0)
-    for stroke in case.get("strokes", []):
-        sid = path.bezier_stroke_new_moveto(*stroke[0])
-        for point in stroke[1:]:
-            path.bezier_stroke_lineto(sid, *point)
+    select_and_draw(img, case)
     return img, layer
 
 
@@ -71,14 +43,7 @@ def run_case(name, case):
     img, layer = make_image(case)
     before = layer_bytes(layer)
     layers_before = len(img.get_layers())
-    cfg = PROC.create_config()
-    cfg.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
-    cfg.set_property("image", img)
-    cfg.set_core_object_array("drawables", [layer])
-    for key, value in case.get("args", {}).items():
-        cfg.set_property(key, value)
-    if case.get("marker"):  # tells the test process this run has begun (it may then stop the daemon)
-        open(case["marker"], "w").write(str(time.time()))
+    cfg = run_config(img, layer, case)
     t0 = time.monotonic()
     result = PROC.run(cfg)
     seconds = time.monotonic() - t0
@@ -87,20 +52,15 @@ def run_case(name, case):
     if status != Gimp.PDBStatusType.SUCCESS:
         out["error"] = str(result.index(1)) if result.length() > 1 else ""
     else:
-        new_layer = result.index(1)
+        new = result.index(1)
         out["steps"] = int(result.index(2))
         out["reached"] = bool(result.index(3))
         out["outcome"] = str(result.index(4))
-        out["new_layer"] = {
-            "name": new_layer.get_name(),
-            "size": [new_layer.get_width(), new_layer.get_height()],
-            "offset": list(new_layer.get_offsets()[1:]),
-            "position": img.get_item_position(new_layer),
-        }
+        out["new_layer"] = layer_info(img, new)
         out["source_position"] = img.get_item_position(layer)
         if case.get("export"):
             export_png(layer, case["export"] + "-source.png")
-            export_png(new_layer, case["export"] + "-result.png")
+            export_png(new, case["export"] + "-result.png")
     out["layers_before"] = layers_before
     out["layers_after"] = [lay.get_name() for lay in img.get_layers()]
     out["source_unchanged"] = layer_bytes(layer) == before
@@ -108,10 +68,4 @@ def run_case(name, case):
     return out
 
 
-for name, case in CONFIG["cases"].items():
-    try:
-        report["cases"][name] = run_case(name, case)
-    except Exception as exc:  # recorded for the test to show; the remaining cases still run
-        report["cases"][name] = {"status": "driver-exception", "error": f"{type(exc).__name__}: {exc}"}
-    json.dump(report, open(CONFIG["report"], "w"), indent=1)
-print("DRAGGAN-DRIVER-DONE", flush=True)
+run_cases(run_case)
