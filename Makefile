@@ -7,15 +7,18 @@ CACHE := .cache
 
 .PHONY: run test test-fast lint format venv venv-test clean
 
+# setuptools says "Editable installation" (a note, not a problem) for any package-dir mapping; pip would show it.
+QUIET_BUILD := PYTHONWARNINGS="ignore:Editable installation"
+
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e .
+	$(QUIET_BUILD) $(PY) -m pip install -q -e .
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
-	$(PY) -m pip install -q -e ".[test]"
+	$(QUIET_BUILD) $(PY) -m pip install -q -e ".[test]"
 	touch $@
 
 venv: $(VENV)/.installed

@@ -3,13 +3,17 @@
     .venv/bin/python benchmarks/drag_speed.py                # CPU, 256x256 config-f-shaped generator
     .venv/bin/python benchmarks/drag_speed.py --res 512
     .venv/bin/python benchmarks/drag_speed.py --device cuda --res 512 --fp16
+    .venv/bin/python benchmarks/drag_speed.py --preview-every 5   # also: the step rate with previews
 
 Random weights (speed does not depend on them). Each side runs in its own child process so that its peak
 memory is its own; both run in the same invocation, on the same machine state, one after the other. The
 reference loop (benchmarks/reference_drag.py) renders the full image every step, resizes the whole feature
 map and, like the official code with a freshly loaded network, back-propagates into the generator's weights
 as well. Ours stops at the supervised block, samples only the needed pixels and takes gradients for the
-latent alone. The last line is `speedup N.Nx (ours A s/step, reference B s/step)`.
+latent alone. With `--preview-every N` our side runs two drags of the same start in one process, step by step
+in turn, one plain and one rendering a preview on every N-th step (as the plugins ask), and prints the second's
+step rate relative to the first's and what one preview step costs against a plain one. The last line is
+`speedup N.Nx (ours A s/step, reference B s/step)`, with previews `...; with previews every N: M.Mx)`.
 """
 
 from __future__ import annotations
@@ -60,8 +64,15 @@ def _child(side: str, args: argparse.Namespace) -> dict:
         from draggan_daemon.engine.drag import DragConfig, DragOptimizer
 
         cfg = DragConfig(lr=2e-3, r1=r1, r2=r2, tracking="nearest", jump_guard=False, stop_distance=0.5)
-        opt = DragOptimizer(G, ws, cfg)
-        opt.set_points(handles, targets)
+
+        def drag():
+            opt = DragOptimizer(G, ws, cfg)
+            opt.set_points(handles, targets)
+            return opt
+
+        if args.preview_every > 0:
+            return _ours_with_previews(args, drag, device)
+        opt = drag()
 
         def step():
             opt.step()
@@ -101,6 +112,45 @@ def _child(side: str, args: argparse.Namespace) -> dict:
     return out
 
 
+def _ours_with_previews(args: argparse.Namespace, drag, device: str) -> dict:
+    """Two drags from the same start, stepped in turn: plain, and with a preview every N-th step."""
+    import torch
+
+    every = args.preview_every
+    plain, shown = drag(), drag()
+    cycles = max(1, -(-args.steps // every))  # whole cycles of N steps, at least `steps` steps per drag
+    t_plain: list[float] = []
+    t_shown: list[float] = []
+    t_preview: list[float] = []
+    for c in range(args.warmup + cycles):
+        for j in range(every):
+            for opt, preview, times in ((plain, False, t_plain), (shown, j == every - 1, t_shown)):
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                opt.step(render_preview=preview)
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                if c >= args.warmup:
+                    times.append(time.perf_counter() - t0)
+                    if preview:
+                        t_preview.append(times[-1])
+    out = {
+        "side": "ours",
+        "median_s": statistics.median(t_plain),
+        "times": t_plain,
+        "mean_plain_s": statistics.mean(t_plain),
+        "mean_shown_s": statistics.mean(t_shown),
+        "preview_step_s": statistics.median(t_preview),
+        "previews": len(t_preview),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    if device == "cuda":
+        out["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        out["gpu"] = torch.cuda.get_device_name()
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="DragGAN step time: ours vs the official-style loop")
     ap.add_argument("--res", type=int, default=256)
@@ -111,6 +161,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument(
         "--threads", type=int, default=1, help="torch CPU threads for both sides (1: steady on shared CPUs)"
+    )
+    ap.add_argument(
+        "--preview-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time our drag with a preview every N-th step, interleaved with one without (0: off)",
     )
     ap.add_argument("--child", choices=["ours", "reference"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -140,7 +197,17 @@ def main(argv: list[str] | None = None) -> int:
         steps = ", ".join(f"{t:.3f}" for t in r["times"])
         print(f"{side:9s}: median {r['median_s']:.3f} s/step (steps: {steps}); {mem}")
     ours, ref = results["ours"]["median_s"], results["reference"]["median_s"]
-    print(f"speedup {ref / ours:.1f}x (ours {ours:.3f} s/step, reference {ref:.3f} s/step)")
+    tail = ""
+    if args.preview_every > 0:
+        r, n = results["ours"], args.preview_every
+        rate = r["mean_plain_s"] / r["mean_shown_s"]
+        print(
+            f"previews every {n}: mean {r['mean_shown_s']:.3f} s/step vs {r['mean_plain_s']:.3f} s/step without, "
+            f"interleaved ({rate:.0%} of the no-preview step rate); a preview step {r['preview_step_s']:.3f} s = "
+            f"{r['preview_step_s'] / ours:.2f}x a plain step (median of {r['previews']})"
+        )
+        tail = f"; with previews every {n}: {ref / r['mean_shown_s']:.1f}x"
+    print(f"speedup {ref / ours:.1f}x (ours {ours:.3f} s/step, reference {ref:.3f} s/step{tail})")
     return 0
 
 

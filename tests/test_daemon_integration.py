@@ -28,6 +28,7 @@ def test_full_seed_session_with_previews_result_and_undo():
         info = c.hello()
         assert info["protocol_version"] == "1.1" and info["default_model"] == "tiny"
         assert info["models"][0]["resolution"] == R and info["limits"]["max_points"] == 64
+        assert info["capabilities"]["invert"] is True  # inversion is always part of the daemon
         s = c.open_seed_session(seed=3, offset=(100, 50))
         sid = s["session_id"]
         assert (s["width"], s["height"], s["inverted"]) == (R, R, True)

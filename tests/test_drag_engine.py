@@ -152,6 +152,46 @@ def test_previews_only_when_asked() -> None:
     assert final.image is not None and torch.allclose(final.image, opt.render())
 
 
+@pytest.mark.parametrize(
+    "noise_mode, with_mask", [("const", False), ("const", True), ("random", False)], ids=["crops", "mask", "random"]
+)
+def test_previews_do_not_change_the_drag(noise_mode: str, with_mask: bool) -> None:
+    """A preview on every step follows exactly the latents and handles of the same drag without previews, and
+    each preview shows the latent its step started from (before that step's update)."""
+    G = _generator(64)
+    ws = G.z_to_ws(5)
+    mask = None
+    if with_mask:
+        mask = torch.zeros(64, 64)
+        mask[40:, :] = 1.0
+    runs = {}
+    for every in (0, 1):
+        opt = DragOptimizer(G, ws, DragConfig(noise_mode=noise_mode, stop_distance=0.1))
+        opt.set_points([(20.0, 30.0), (44.0, 20.0)], [(30.0, 26.0), (40.0, 30.0)], mask)
+        reports, latents = [], []
+
+        def on_step(r, opt=opt, reports=reports, latents=latents):
+            reports.append(r)
+            latents.append(opt.ws)
+
+        opt.run(on_step=on_step, preview_every=every, max_steps=6)
+        runs[every] = (reports, latents, opt)
+    (plain, plain_ws, _), (shown, shown_ws, opt) = runs[0], runs[1]
+    assert len(plain) == len(shown) == 6
+    for a, b, wa, wb in zip(plain, shown, plain_ws, shown_ws, strict=True):
+        assert a.image is None and b.image is not None
+        assert torch.tensor(a.handles).sub(torch.tensor(b.handles)).abs().max() <= 1e-6
+        assert (wa - wb).abs().max() <= 1e-6
+    # The preview at step k is the image of the latent after step k - 1 (the start for k = 1).
+    with torch.no_grad():
+        for k, report in enumerate(shown):
+            before = ws if k == 0 else shown_ws[k - 1]
+            if noise_mode == "random":
+                torch.manual_seed(opt.config.seed * 100003 + k)
+            expected = G.synthesis.run(before, render_image=True, noise_mode=noise_mode)[0]
+            assert (report.image - expected).abs().max() <= 1e-5
+
+
 def test_resume_with_the_same_points_continues_exactly() -> None:
     """Stop after 3 steps, set the tracked handles again, continue: same as 6 uninterrupted steps."""
     G = _generator(64)

@@ -4,8 +4,9 @@ Each step does what the official code does (XingangPan/DragGAN `viz/renderer.py`
 supervised block for the current latent, track the handles on those features, then one Adam step on the
 motion-supervision loss (plus the mask term). The answers are the same; the work is not:
 
-* the synthesis stops after the supervised block (b128, or the nearest one) unless a preview is asked for,
-  so the later, larger blocks and the ToRGB layers run only for previews;
+* the synthesis stops after the supervised block (b128, or the nearest one); a preview is rendered apart,
+  without autograd, so the later, larger blocks and the ToRGB layers run only for previews and are never
+  differentiated;
 * the feature map is never resized to image size: the few pixels that tracking and the losses read are
   sampled from the small map with the same arithmetic as the official resize (see `feature_sampling`),
   all in one batched call per use;
@@ -26,9 +27,10 @@ convention).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -186,21 +188,31 @@ class DragOptimizer:
         """The current latent [1, num_ws, w_dim] (detached)."""
         return self._compose().detach().clone()
 
-    def _synthesise(
-        self, ws: torch.Tensor, render: bool, regions: list[tuple[int, int, int, int]] | None = None
-    ) -> tuple[torch.Tensor | None, torch.Tensor]:
-        """(image or None, supervised features). Without an image, the lean path of `local_synthesis`."""
-        if self.config.noise_mode == "random":
-            # Fresh noise each step, drawn from `seed` and the step number, so a run repeats exactly.
-            devices = [self.device] if self.device.type == "cuda" else []
-            with torch.random.fork_rng(devices=devices):
-                torch.manual_seed(self.config.seed * 100003 + self.steps_taken)
-                return self.G.synthesis.run(ws, feature_res=self.feature_res, render_image=render, noise_mode="random")
-        if render:
-            return self.G.synthesis.run(
-                ws, feature_res=self.feature_res, render_image=True, noise_mode=self.config.noise_mode
-            )
-        return None, self._synth(ws, regions, self.config.noise_mode)
+    @contextlib.contextmanager
+    def _noise(self) -> Iterator[None]:
+        """With random noise: fresh noise each step, drawn from `seed` and the step number, so a run repeats
+        exactly and a step's preview sees the noise its features saw."""
+        if self.config.noise_mode != "random":
+            yield
+            return
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(self.config.seed * 100003 + self.steps_taken)
+            yield
+
+    def _features(self, ws: torch.Tensor, regions: list[tuple[int, int, int, int]] | None = None) -> torch.Tensor:
+        """The supervised features of `ws`: the lean path of `local_synthesis` (with random noise, the
+        generator's own forward, stopped at the supervised block)."""
+        if self.config.noise_mode != "random":
+            return self._synth(ws, regions, self.config.noise_mode)
+        with self._noise():
+            _, feat = self.G.synthesis.run(ws, feature_res=self.feature_res, render_image=False, noise_mode="random")
+        return feat
+
+    def _preview(self, ws: torch.Tensor) -> torch.Tensor:
+        """The image of `ws` (this step's noise), without autograd. A full render: the skip architecture sums
+        every block's ToRGB, and a step's features may be crops, so the step's own maps cannot be reused."""
+        with torch.no_grad(), self._noise():
+            return self.G.synthesis.run(ws.detach(), render_image=True, noise_mode=self.config.noise_mode)[0]
 
     def render(self) -> torch.Tensor:
         """The full image [1, 3, H, W] of the current latent."""
@@ -249,9 +261,9 @@ class DragOptimizer:
                     f"the mask is {tuple(mask.shape)}, expected ({self.image_size}, {self.image_size})"
                 )
         with torch.no_grad():
-            _, feat = self._synthesise(self._compose(), render=False)
+            feat = self._features(self._compose())
             if self._feat0 is None:
-                self._feat0 = feat if self.steps_taken == 0 else self._synthesise(self._ws0, render=False)[1]
+                self._feat0 = feat if self.steps_taken == 0 else self._features(self._ws0)
             templates = self._read_templates(feat, new_handles)
             kept = 0
             if self._templates is not None:
@@ -295,12 +307,16 @@ class DragOptimizer:
         return boxes
 
     def step(self, render_preview: bool = False) -> StepReport:
-        """Forward to the supervised block, track, and one Adam step unless every handle has arrived."""
+        """Forward to the supervised block, track, and one Adam step unless every handle has arrived.
+
+        With `render_preview` the report also carries the image of the latent this step started from (before its
+        update), rendered without autograd; the step itself is the same as without, so previews never change
+        where a drag goes."""
         if self._templates is None:
             raise EngineInputError("set the handle and target points before dragging")
-        ws = self._compose()
+        ws = self._compose()  # a new tensor: the update below leaves it as it is
         local = self.config.local_features and self._mask_region is None
-        image, feat = self._synthesise(ws, render=render_preview, regions=self._regions() if local else None)
+        feat = self._features(ws, self._regions() if local else None)
         guarded = [False] * len(self.handles)
         if not ((self._fresh and self.config.tracking == "subpixel") or self._anchored):
             # The official code tracks on every step, the first included (where it finds the handle itself).
@@ -328,6 +344,7 @@ class DragOptimizer:
             self._opt.zero_grad(set_to_none=True)
             loss.backward(inputs=[self._w])  # gradients for the latent only, never the generator's weights
             self._opt.step()
+        image = self._preview(ws) if render_preview else None
         self.steps_taken += 1
         return StepReport(
             step=self.steps_taken,
@@ -335,7 +352,7 @@ class DragOptimizer:
             targets=list(self.targets),
             loss=float(loss.detach()),
             done=done,
-            image=None if image is None else image.detach(),
+            image=image,
             guarded=guarded,
         )
 

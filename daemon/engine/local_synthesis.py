@@ -9,7 +9,7 @@ rounding:
   (computed from the precomputed sum of squared weights). The fused path builds a modulated copy of every
   weight tensor per step and back-propagates through it; here no weight-sized tensor is made or
   differentiated, and crops of one image batch with a shared weight.
-* Crops (when nothing else needs the whole map: no mask, no preview): a step reads the map only near the
+* Crops (when no mask needs the whole map; previews are rendered apart): a step reads the map only near the
   handles (tracking window, motion disk, one pixel ahead, bilinear neighbours). Every layer is translation-
   equivariant (3x3 convs, stride-2 upsampling with a fixed FIR filter, per-pixel noise and bias), so those
   values come from crops of the previous block's output with a margin that absorbs the crops' false borders;

@@ -8,7 +8,6 @@ crop), and that comes back as EngineInputError with a plain-words message.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import logging
 import math
 import time
@@ -17,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from draggan_daemon.engine import inversion
 from draggan_daemon.engine.arrival import arrival
 from draggan_daemon.engine.drag import DragConfig
 from draggan_daemon.engine.errors import EngineInputError
@@ -34,21 +34,9 @@ Progress = Callable[[dict[str, Any], list[Any]], None]
 ShouldStop = Callable[[], bool]
 
 
-class FeatureUnavailable(RuntimeError):
-    """An engine module this operation needs is not part of this build."""
-
-
-def _optional_module(name: str) -> Any | None:
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name and name.startswith(exc.name):
-            return None
-        raise
-
-
 def inversion_available() -> bool:
-    return _optional_module("draggan_daemon.engine.inversion") is not None
+    """Always true: inversion is part of the daemon. Kept only while server.py still asks; goes with that."""
+    return True
 
 
 class EngineOps:
@@ -85,11 +73,8 @@ class EngineOps:
     def invert(self, s: Session, args: dict[str, Any], job_id: str, progress: Progress, stop: ShouldStop) -> dict:
         if s.source == "seed":
             return {"state": "done", "stages": [], "message": "a session started from a seed needs no inversion"}
-        inv = _optional_module("draggan_daemon.engine.inversion")
-        if inv is None:
-            raise FeatureUnavailable("this daemon build cannot invert layers yet; open a session from a seed")
         preset = args.get("preset", "fast")
-        config = _inversion_config(inv, preset, args.get("pti"), args.get("params") or {}, self.device)
+        config = _inversion_config(preset, args.get("pti"), args.get("params") or {})
         target = s.prepared.image.to(self.device)
 
         def on_progress(*a: Any, **kw: Any) -> None:
@@ -97,7 +82,7 @@ class EngineOps:
             progress({"job_id": job_id, "phase": "invert", **info}, [])
 
         t0 = time.perf_counter()
-        result = inv.invert(s.generator, target, config, on_progress=on_progress, should_stop=stop)
+        result = inversion.invert(s.generator, target, config, on_progress=on_progress, should_stop=stop)
         stages = [_plain(st) for st in (result.stages or [])]
         if getattr(result, "cancelled", False) or stop():
             return {"state": "cancelled", "stages": stages}
@@ -413,9 +398,9 @@ def _progress_fields(a: tuple[Any, ...], kw: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def _inversion_config(inv: Any, preset: str, pti: bool | None, params: dict[str, Any], device: Any) -> Any:
+def _inversion_config(preset: str, pti: bool | None, params: dict[str, Any]) -> inversion.InversionConfig:
     """The engine's InversionConfig for a request: a preset, PTI switched off when asked, step overrides."""
     overrides = {k: v for k, v in params.items() if v is not None}
     if pti is False:
         overrides["pti_steps"] = 0
-    return inv.InversionConfig.from_preset(preset, **overrides)
+    return inversion.InversionConfig.from_preset(preset, **overrides)

@@ -21,7 +21,7 @@ import torch
 from draggan_protocol.errors import ProtocolError
 from draggan_protocol.spec import ErrorCode
 
-from .engine_ops import EngineOps, FeatureUnavailable
+from .engine_ops import EngineOps
 from .logs import event
 from .sessions import Session, SessionStore
 
@@ -74,8 +74,6 @@ def error_content(exc: BaseException) -> dict[str, Any]:
         return exc.to_content()
     if isinstance(exc, EngineInputError):
         return {"status": "error", "code": ErrorCode.INVALID_INPUT, "message": str(exc)}
-    if isinstance(exc, FeatureUnavailable):
-        return {"status": "error", "code": ErrorCode.UNAVAILABLE, "message": str(exc)}
     if isinstance(exc, KeyError):
         return {"status": "error", "code": ErrorCode.MODEL_NOT_FOUND, "message": str(exc.args[0] if exc.args else exc)}
     if CheckpointError and isinstance(exc, CheckpointError):
