@@ -100,18 +100,47 @@ def parse_version(version: Any) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
-def decode(frames: list[Any], signer: Signer, limits: dict[str, int] | None = None) -> Message:
-    """Check framing, signature, header and version; raise ProtocolError (or SignatureError) with a specific code.
+def verify_limits(limits: dict[str, int] | None = None) -> tuple[int, int]:
+    """(most frames, most signed bytes) of a message whose signature a receiver computes at all.
 
+    Every other check comes after the signature (a peer that has not proven the key gets no reply, not even
+    `too_large`), so hashing is bounded first: a bigger message is dropped unverified, like an unsigned one.
+    The byte bound is the largest message a request can need (header, content, an RGBA layer of
+    `max_layer_pixels` and its A8 selection), and never more than `max_buffers` full frames; the frame count
+    leaves room for a few buffers too many, so a key holder that sends them still hears `too_large`.
+    """
+    lim = {**DEFAULT_LIMITS, **(limits or {})}
+    frames = 2 * (4 + lim["max_buffers"])
+    payload = min(5 * lim["max_layer_pixels"], lim["max_buffers"] * lim["max_frame_bytes"])
+    return frames, lim["max_header_bytes"] + lim["max_content_bytes"] + payload
+
+
+def decode(frames: list[Any], signer: Signer, limits: dict[str, int] | None = None) -> Message:
+    """Verify the signature, then check framing, header and version; raise ProtocolError with a specific code.
+
+    SignatureError (no reply: the sender has not proven it holds the key) is raised for a missing or wrong
+    signature and for anything that cannot be verified: fewer than 4 frames, or more frames or bytes than
+    `verify_limits` allows (so hashing a large unsigned message stays bounded). Only then are the delimiter,
+    the buffer count and the frame sizes checked, so `bad_message` and `too_large` go to key holders only.
     The header's msg_id is attached to errors raised after it was read (`exc.parent_id`) so replies can point
     at the offending request.
     """
     lim = {**DEFAULT_LIMITS, **(limits or {})}
     if len(frames) < 4:
-        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"expected at least 4 frames, got {len(frames)}")
-    if bytes(frames[0]) != DELIMITER:
+        raise SignatureError(ErrorCode.BAD_MESSAGE, f"expected at least 4 frames, got {len(frames)}")
+    max_frames, max_signed = verify_limits(lim)
+    if len(frames) > max_frames:
+        raise SignatureError(ErrorCode.TOO_LARGE, f"{len(frames)} frames, more than {max_frames}: not verified")
+    signed = frames[2:]
+    total = sum(len(f) for f in signed)
+    if total > max_signed:
+        raise SignatureError(ErrorCode.TOO_LARGE, f"{total} signed bytes, more than {max_signed}: not verified")
+    if not signer.verify(frames[1], signed):
+        raise SignatureError(ErrorCode.BAD_MESSAGE, "missing or invalid signature")
+    delimiter = frames[0]
+    if len(delimiter) != len(DELIMITER) or bytes(delimiter) != DELIMITER:
         raise ProtocolError(ErrorCode.BAD_MESSAGE, "first frame is not the message delimiter")
-    sig, h_raw, c_raw, *buffers = frames[1:]
+    h_raw, c_raw, *buffers = signed
     if len(buffers) > lim["max_buffers"]:
         raise ProtocolError(ErrorCode.TOO_LARGE, f"{len(buffers)} buffers, at most {lim['max_buffers']} allowed")
     if len(h_raw) > lim["max_header_bytes"]:
@@ -121,8 +150,6 @@ def decode(frames: list[Any], signer: Signer, limits: dict[str, int] | None = No
     for i, b in enumerate(buffers):
         if len(b) > lim["max_frame_bytes"]:
             raise ProtocolError(ErrorCode.TOO_LARGE, f"buffer {i} of {len(b)} bytes exceeds {lim['max_frame_bytes']}")
-    if not signer.verify(sig, [h_raw, c_raw, *buffers]):
-        raise SignatureError(ErrorCode.BAD_MESSAGE, "missing or invalid signature")
     header = _unpack_map(h_raw, "header", ErrorCode.BAD_HEADER)
     msg_id = header.get("msg_id")
     try:

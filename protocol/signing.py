@@ -11,6 +11,8 @@ import hmac
 import os
 from collections.abc import Iterable
 
+SIGNATURE_LENGTH = 64  # lowercase hex of a SHA-256 digest
+
 
 def new_key() -> bytes:
     """A fresh random secret (32 bytes), written hex-encoded into the connection file."""
@@ -37,4 +39,6 @@ class Signer:
     def verify(self, signature: bytes | memoryview, frames: Iterable[bytes | memoryview]) -> bool:
         if self._proto is None:
             return True
+        if len(signature) != SIGNATURE_LENGTH:  # checked first: no hashing, no copy of a huge bogus frame
+            return False
         return hmac.compare_digest(bytes(signature), self.sign(frames))

@@ -58,6 +58,7 @@ class ErrorCode:
     INVALID_INPUT = "invalid_input"  # the engine refused the input (e.g. a fully transparent region)
     UNAVAILABLE = "unavailable"  # a feature this daemon build does not have (e.g. inversion)
     SHUTTING_DOWN = "shutting_down"
+    REPLAY_REJECTED = "replay_rejected"  # (1.1) a msg_id used before, or a header.date outside the clock window
     INTERNAL_ERROR = "internal_error"
 
 

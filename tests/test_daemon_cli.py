@@ -95,6 +95,10 @@ def test_serve_process_writes_private_connection_files_and_serves_remote_curve_c
             c.shutdown()
         assert proc.wait(30) == 0
         assert not local.exists() and not remote.exists()
+        log = proc.stderr.read()
+        # Turning CURVE on is said, as a warning, and so is removing the remote file (PROTOCOL.md §1, §9).
+        assert re.search(r"warning curve_enabled listen=0\.0\.0\.0 ", log), log
+        assert re.search(r"connection_files_removed path=\S+ remote=\S*remote\.json", log), log
     finally:
         if proc.poll() is None:
             proc.kill()

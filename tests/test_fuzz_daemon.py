@@ -2,8 +2,9 @@
 
 Seeded (reproducible) generator of: random frames, unsigned and wrongly signed messages, signed messages with
 wrong msgpack types in header and content, truncated frames, oversized frames, other protocol versions, unknown
-types. Every signed message must get exactly one reply; the daemon's resident memory after the run must stay
-within RSS_BOUND_MB of what it was after a warm-up session.
+types. Every signed message must get exactly one reply, and a message that does not prove the key none at all
+(those travel on a socket of their own, which must never receive anything); the daemon's resident memory after
+the run must stay within RSS_BOUND_MB of what it was after a warm-up session.
 """
 
 from __future__ import annotations
@@ -105,6 +106,10 @@ class Fuzzer:
         self.ctx = zmq.Context()
         self.endpoint = endpoint
         self.socks = [self._socket() for _ in range(4)]
+        self.unsigned_sock = self._socket()  # only messages without a valid signature: it must hear nothing
+        self.unsigned_sent = 0
+        self.unsigned_replies = 0
+        self._unsigned = False
         self.expected: set[str] = set()
         self.replies = 0
         self.error_codes: dict[str, int] = {}
@@ -130,11 +135,19 @@ class Fuzzer:
     def one(self) -> list[bytes]:
         rng = self.rng
         kind = rng.randrange(10)
+        self._unsigned = kind in (0, 1)
         if kind == 0:  # random frames
             return [rng.randbytes(rng.randint(0, 200)) for _ in range(rng.randint(1, 8))]
-        if kind == 1:  # unsigned or wrongly signed, otherwise well formed
+        if kind == 1:  # unsigned or wrongly signed, otherwise well formed; or broken framing without a signature
             _, h = self.header()
-            return [DELIMITER, rng.choice([b"", b"0" * 64, rng.randbytes(64)]), h, msgpack.packb(random_content(rng))]
+            c = msgpack.packb(random_content(rng))
+            sig = rng.choice([b"", b"0" * 64, rng.randbytes(64)])
+            return rng.choice([
+                [DELIMITER, sig, h, c],
+                [b"nope", sig, h, c],
+                [DELIMITER, sig, b"h" * 5000, c],
+                [DELIMITER, sig, h, c, *[b"1"] * rng.randint(5, 9)],
+            ])  # fmt: skip
         if kind == 2:  # signed header of wrong types
             bad = rng.choice([random_value(rng), {k: random_value(rng) for k in ("msg_id", "msg_type", "version")}])
             return self.signed(msgpack.packb(bad, use_bin_type=True), msgpack.packb({}))
@@ -143,6 +156,8 @@ class Fuzzer:
             c = msgpack.packb(random_content(rng), use_bin_type=True)
             h2, c2 = h[: rng.randint(0, len(h))], c[: rng.randint(0, len(c))]
             frames = self.signed(h2, c2)
+            if rng.random() < 0.2:  # signed, but the delimiter is wrong: answered bad_message (no parent)
+                return [rng.choice([b"", b"<DRAGGAN|MSG", rng.randbytes(13)]), *self.signed(h, c)[1:]]
             return frames[: rng.randint(1, 4)] if rng.random() < 0.3 else frames
         if kind == 4:  # oversized frames
             which = rng.randrange(3)
@@ -183,7 +198,7 @@ class Fuzzer:
 
     def drain(self, timeout_ms: int = 0) -> None:
         poller = zmq.Poller()
-        for s in self.socks:
+        for s in [*self.socks, self.unsigned_sock]:
             poller.register(s, zmq.POLLIN)
         while True:
             ready = dict(poller.poll(timeout_ms))
@@ -195,6 +210,9 @@ class Fuzzer:
                         frames = s.recv_multipart(zmq.NOBLOCK)
                     except zmq.Again:
                         break
+                    if s is self.unsigned_sock:
+                        self.unsigned_replies += 1
+                        continue
                     msg = decode(frames, self.signer)
                     self.replies += 1
                     if msg.parent is None:
@@ -208,8 +226,10 @@ class Fuzzer:
 
     def run(self, n: int) -> None:
         for i in range(n):
-            sock = self.socks[i % len(self.socks)]
-            sock.send_multipart(self.one())
+            frames = self.one()
+            sock = self.unsigned_sock if self._unsigned else self.socks[i % len(self.socks)]
+            self.unsigned_sent += self._unsigned
+            sock.send_multipart(frames)
             if i % 200 == 0:
                 self.drain()
         # A few frames over the daemon's frame limit: libzmq drops those connections; the daemon keeps going.
@@ -221,9 +241,10 @@ class Fuzzer:
         deadline = time.monotonic() + 60
         while self.expected and time.monotonic() < deadline:
             self.drain(200)
+        self.drain(500)  # anything late for the unsigned socket
 
     def close(self) -> None:
-        for s in self.socks:
+        for s in [*self.socks, self.unsigned_sock]:
             s.close(0)
         self.ctx.term()
 
@@ -295,6 +316,7 @@ def test_fuzzed_daemon_keeps_serving_with_bounded_memory(daemon_process):
     elapsed = time.monotonic() - t0
     assert proc.poll() is None, "the daemon died under fuzzing"
     assert not fuzzer.expected, f"{len(fuzzer.expected)} signed messages got no reply"
+    assert fuzzer.unsigned_sent > 1000 and fuzzer.unsigned_replies == 0, "a peer without the key got replies"
     for code in (
         "bad_message",
         "bad_header",

@@ -8,7 +8,7 @@ import sys
 
 import msgpack
 import pytest
-from draggan_protocol import spec
+from draggan_protocol import framing, spec
 from draggan_protocol.connection import (
     ConnectionInfo,
     default_connection_file,
@@ -72,19 +72,64 @@ def test_newer_minor_version_and_unknown_fields_are_accepted():
     assert validate_request("hello", msg.content) == {"client": "x"}
 
 
-@pytest.mark.parametrize(
-    "frames, code",
-    [
-        ([b"a", b"b"], spec.ErrorCode.BAD_MESSAGE),
-        ([b"nope", b"s", b"h", b"c"], spec.ErrorCode.BAD_MESSAGE),
-        ([spec.DELIMITER, b"s", b"h" * 5000, b"c"], spec.ErrorCode.TOO_LARGE),
-        ([spec.DELIMITER, b"s", b"h", b"c", b"1", b"2", b"3", b"4", b"5"], spec.ErrorCode.TOO_LARGE),
-    ],
-)
-def test_broken_framing(frames, code):
-    with pytest.raises(ProtocolError) as err:
+def _sign_tail(frames: list[bytes]) -> list[bytes]:
+    """The same frames with a valid signature in frame 1 (over frames 2…), as a key holder would send them."""
+    return [frames[0], SIGNER.sign(frames[2:]), *frames[2:]]
+
+
+BROKEN_FRAMING = [
+    ([spec.DELIMITER, b"s", b"h" * 5000, b"c"], spec.ErrorCode.TOO_LARGE),
+    ([spec.DELIMITER, b"s", b"h", b"c" * 300_000], spec.ErrorCode.TOO_LARGE),
+    ([spec.DELIMITER, b"s", b"h", b"c", b"1", b"2", b"3", b"4", b"5"], spec.ErrorCode.TOO_LARGE),
+    ([b"nope", b"s", b"h", b"c"], spec.ErrorCode.BAD_MESSAGE),
+]
+
+
+@pytest.mark.parametrize("frames, code", BROKEN_FRAMING)
+def test_broken_framing_is_refused_with_a_code_only_once_the_signature_holds(frames, code):
+    # Unsigned: the signature is checked first, so the sender hears nothing (SignatureError = drop, no reply).
+    with pytest.raises(SignatureError):
         decode(frames, SIGNER)
+    # Signed by a key holder: the specific code, which the daemon sends back.
+    with pytest.raises(ProtocolError) as err:
+        decode(_sign_tail(frames), SIGNER)
+    assert not isinstance(err.value, SignatureError)
     assert err.value.code == code
+
+
+@pytest.mark.parametrize("frames", [[], [b"a"], [b"a", b"b"], [spec.DELIMITER, b"s", b"h"]])
+def test_too_few_frames_cannot_be_verified_and_get_no_reply(frames):
+    with pytest.raises(SignatureError):
+        decode(frames, SIGNER)
+
+
+class _CountingSigner(Signer):
+    def __init__(self, key: bytes) -> None:
+        super().__init__(key)
+        self.hashed = 0
+
+    def sign(self, frames):
+        frames = list(frames)
+        self.hashed += sum(len(f) for f in frames)
+        return super().sign(frames)
+
+
+def test_hashing_an_unsigned_message_is_bounded():
+    limits = {"max_frame_bytes": 1 << 20, "max_layer_pixels": 1 << 16}
+    max_frames, max_bytes = framing.verify_limits(limits)
+    assert max_bytes <= 4096 + 262144 + 5 * (1 << 16)
+    signer = _CountingSigner(b"secret")
+    big = [spec.DELIMITER, b"0" * 64, b"h", b"c", b"\0" * (1 << 20), b"\0" * (1 << 20)]
+    many = [spec.DELIMITER, b"0" * 64, b"h", b"c", *[b"x"] * max_frames]
+    short_sig = [spec.DELIMITER, b"0" * (1 << 20), b"h", b"c"]  # a huge "signature" is not even copied
+    for frames in (big, many, short_sig):
+        with pytest.raises(SignatureError):
+            decode(frames, signer, limits)
+    assert signer.hashed == 0
+    # Within the bound an unsigned message is hashed once, at most max_bytes.
+    with pytest.raises(SignatureError):
+        decode([spec.DELIMITER, b"0" * 64, b"h", b"c", b"\0" * 1000], signer, limits)
+    assert signer.hashed == 1002
 
 
 def _signed(header_bytes: bytes, content_bytes: bytes = b"\x80") -> list[bytes]:

@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--listen",
         default="127.0.0.1",
         metavar="HOST",
-        help="interface to bind (default 127.0.0.1; anything else requires CURVE, see --curve-dir)",
+        help="interface to bind (default 127.0.0.1); any other interface turns on CURVE encryption by itself, "
+        "with keys generated on first use in --curve-dir (logged as curve_enabled)",
     )
     p.add_argument("--port", type=int, default=0, help="TCP port (default: a free one)")
     p.add_argument(
@@ -59,8 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--remote-connection-file",
         metavar="PATH",
-        help="with --listen: also write a connection file for remote clients (endpoint with this "
-        "host's name, the secret, the server's public key and a client keypair)",
+        help="with a non-loopback --listen: also write a connection file for remote clients (endpoint with this "
+        "host's name, the secret, the server's public key and a client keypair); deleted when the daemon exits, "
+        "and the secret changes on every start, so copy it again after a restart",
     )
     p.add_argument("--public-host", help="host name remote clients use (default: this machine's name)")
     p.add_argument("--curve-dir", metavar="DIR", help="CURVE key folder (default ~/.config/draggan/curve)")
@@ -176,7 +178,23 @@ def main(argv: list[str] | None = None) -> int:
             "curve_client_public": client_pub.decode(),
             "curve_client_secret": client_sec.decode(),
         }
-        event(log, "curve_enabled", folder=folder, restricted=auth is not None)
+        event(
+            log,
+            "curve_enabled",
+            logging.WARNING,
+            listen=args.listen,
+            folder=folder,
+            restricted=auth is not None,
+            note="binding beyond loopback: CURVE encryption is on; clients need the remote connection file's keys",
+        )
+    elif args.remote_connection_file:
+        event(
+            log,
+            "remote_connection_file_ignored",
+            logging.WARNING,
+            path=args.remote_connection_file,
+            note="only written with a non-loopback --listen (CURVE); use an SSH tunnel and the local file",
+        )
 
     server = DaemonServer(config, registry)
     local_host = "127.0.0.1" if args.listen in ("0.0.0.0", "127.0.0.1") else args.listen
@@ -208,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         remove_connection_file(written, os.getpid())
         if remote_path:
             remove_connection_file(remote_path)
+        event(log, "connection_files_removed", path=written, remote=remote_path or "")
     return 0
 
 

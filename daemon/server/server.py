@@ -2,9 +2,11 @@
 
 Threads: this loop owns the ROUTER socket and never waits on the engine; the device worker (worker.py) runs
 engine tasks and hands outgoing messages to `post`, which queues them and wakes the loop through an inproc
-socket. Every incoming message is checked (framing, signature, header, version, content schema, buffer sizes,
-caps) before anything is queued for the engine; every failure gets a specific error reply, except unsigned or
-wrongly signed messages, which are dropped and logged (their sender may not hold the secret).
+socket. Every incoming message is checked before anything is queued for the engine: the signature first (a
+message that does not prove the key, or is too big to verify, is dropped without any reply: its sender may not
+hold the secret), then framing, sizes, header, version, replay protection (msg_id not seen before, date within
+the clock window), content schema, buffer sizes and caps; every failure after the signature gets a specific
+error reply.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 import zmq
 from draggan_protocol.errors import ProtocolError
 from draggan_protocol.framing import SignatureError, decode, encode, make_header
+from draggan_protocol.replay import DEFAULT_CAPACITY, DEFAULT_MAX_SKEW, ReplayGuard
 from draggan_protocol.signing import Signer
 from draggan_protocol.spec import DEFAULT_LIMITS, OUTPUT_MODES, PROTOCOL_VERSION, REQUEST_TYPES, ErrorCode
 from draggan_protocol.validation import check_image_buffer, validate_request
@@ -49,6 +52,8 @@ class ServerConfig:
     curve_secret_key: bytes | None = None  # Z85; required when host is not loopback
     curve_public_key: bytes | None = None
     curve_authorized_clients: list[bytes] | None = None  # Z85 public keys; None = any key (HMAC still applies)
+    max_clock_skew: float = DEFAULT_MAX_SKEW  # header.date must be within this many seconds of the daemon's clock
+    replay_cache: int = DEFAULT_CAPACITY  # msg_ids remembered for replay protection
 
 
 @dataclass
@@ -86,7 +91,8 @@ class DaemonServer:
         self._wakers = threading.local()
         self._stop = threading.Event()
         self._auth: Any = None
-        self.stats = {"received": 0, "dropped_unsigned": 0, "errors": 0, "sent": 0}
+        self.replay = ReplayGuard(config.max_clock_skew, config.replay_cache)
+        self.stats = {"received": 0, "dropped_unsigned": 0, "replays_rejected": 0, "errors": 0, "sent": 0}
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 0)
         self.router.setsockopt(zmq.MAXMSGSIZE, self.limits["max_frame_bytes"] + 65536)
@@ -236,15 +242,16 @@ class DaemonServer:
         identity = bytes(frames[0])
         try:
             msg = decode(frames[1:], self.signer, self.limits)
-        except SignatureError:
+        except SignatureError as exc:  # not proven to hold the key: no reply of any kind
             self.stats["dropped_unsigned"] += 1
-            if self.stats["dropped_unsigned"] <= 10 or self.stats["dropped_unsigned"] % 1000 == 0:
+            if _worth_logging(self.stats["dropped_unsigned"]):
                 event(
                     log,
                     "dropped_unsigned",
                     logging.WARNING,
                     peer=identity.hex()[:16],
                     count=self.stats["dropped_unsigned"],
+                    reason=exc.message,
                 )
             return
         except ProtocolError as exc:
@@ -253,6 +260,25 @@ class DaemonServer:
             self.reply(
                 identity, getattr(exc, "request_type", "error"), getattr(exc, "parent_id", None), exc.to_content()
             )
+            return
+        try:  # before anything acts on the message, the client's liveness included
+            self.replay.check(msg.msg_id, msg.header["date"])
+        except ProtocolError as exc:
+            self.stats["replays_rejected"] += 1
+            if _worth_logging(self.stats["replays_rejected"]):
+                event(
+                    log,
+                    "replay_rejected",
+                    logging.WARNING,
+                    peer=identity.hex()[:16],
+                    session=msg.header["session"][:32],
+                    msg_type=msg.msg_type[:32],
+                    msg_id=msg.msg_id[:32],
+                    date=msg.header["date"][:40],
+                    why=exc.field,
+                    count=self.stats["replays_rejected"],
+                )
+            self.reply(identity, msg.msg_type, msg.msg_id, exc.to_content())
             return
         if self._stop.is_set():
             content = {"status": "error", "code": ErrorCode.SHUTTING_DOWN, "message": "the daemon is shutting down"}
@@ -497,6 +523,11 @@ class DaemonServer:
         for s in self.store.idle(self.config.session_idle_timeout):
             self._close(s, "idle")
             self.post(s.owner, "session_closed", {"session_id": s.session_id, "reason": "idle"}, [], None)
+
+
+def _worth_logging(count: int) -> bool:
+    """Throttle for log lines a flood could repeat: the first 10, then every 1000th (with the running count)."""
+    return count <= 10 or count % 1000 == 0
 
 
 class _KeyList:
