@@ -56,7 +56,7 @@ class ErrorCode:
     JOB_NOT_FOUND = "job_not_found"
     NOTHING_TO_UNDO = "nothing_to_undo"
     INVALID_INPUT = "invalid_input"  # the engine refused the input (e.g. a fully transparent region)
-    UNAVAILABLE = "unavailable"  # a feature this daemon build does not have (e.g. inversion)
+    UNAVAILABLE = "unavailable"  # a feature this daemon build does not have
     SHUTTING_DOWN = "shutting_down"
     REPLAY_REJECTED = "replay_rejected"  # (1.1) a msg_id used before, or a header.date outside the clock window
     INTERNAL_ERROR = "internal_error"

@@ -34,11 +34,6 @@ Progress = Callable[[dict[str, Any], list[Any]], None]
 ShouldStop = Callable[[], bool]
 
 
-def inversion_available() -> bool:
-    """Always true: inversion is part of the daemon. Kept only while server.py still asks; goes with that."""
-    return True
-
-
 class EngineOps:
     def __init__(self, registry: ModelRegistry) -> None:
         self.registry = registry

@@ -27,7 +27,7 @@ from draggan_protocol.signing import Signer
 from draggan_protocol.spec import DEFAULT_LIMITS, OUTPUT_MODES, PROTOCOL_VERSION, REQUEST_TYPES, ErrorCode
 from draggan_protocol.validation import check_image_buffer, validate_request
 
-from .engine_ops import EngineOps, inversion_available
+from .engine_ops import EngineOps
 from .logs import event
 from .models import ModelRegistry
 from .sessions import Session, SessionStore
@@ -321,7 +321,7 @@ class DaemonServer:
             "client_timeout": self.config.client_timeout,
             "session_idle_timeout": self.config.session_idle_timeout,
             "capabilities": {
-                "invert": inversion_available(),
+                "invert": True,
                 "formats": ["RGBA8", "BGRA8"],
                 "seed_sessions": True,
                 "outputs": list(OUTPUT_MODES),
@@ -422,14 +422,10 @@ class DaemonServer:
 
     def on_invert(self, identity: bytes, msg: Any, c: dict[str, Any]) -> dict[str, Any]:
         s = self._owned(identity, c)
-        if s.source == "layer" and not inversion_available():
-            raise ProtocolError(ErrorCode.UNAVAILABLE, "this daemon build cannot invert layers yet")
         return self._submit_job(identity, msg, "invert", s, c)
 
     def on_drag(self, identity: bytes, msg: Any, c: dict[str, Any]) -> dict[str, Any]:
         s = self._owned(identity, c)
-        if s.source == "layer" and not s.inverted and not inversion_available():
-            raise ProtocolError(ErrorCode.UNAVAILABLE, "this daemon build cannot invert layers, so it cannot drag them")
         if "mask" in c:
             if s.width <= 0:
                 raise ProtocolError(ErrorCode.BUSY, "the session is still being prepared; send the mask again shortly")
