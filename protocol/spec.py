@@ -78,6 +78,7 @@ DEFAULT_LIMITS = {
     "max_queue": 64,
     "max_points": 64,
     "max_steps": 5000,
+    "max_reply_backlog_bytes": 32 * 1024 * 1024,  # (1.1) result bytes a client may have queued or unsent
 }
 
 # How a drag's picture is made (1.1): the layer's own pixels moved by the generator's motion, or its picture.

@@ -79,6 +79,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-layer-pixels", type=int, default=None)
     p.add_argument("--max-total-pixels", type=int, default=None)
     p.add_argument("--max-frame-bytes", type=int, default=None, help="largest accepted frame (bytes)")
+    p.add_argument(
+        "--max-reply-backlog-bytes",
+        type=int,
+        default=None,
+        help="result bytes a client may have queued or unsent before get_result is answered busy (default 32 MiB)",
+    )
+    p.add_argument(
+        "--disconnect-grace",
+        type=float,
+        default=3.0,
+        help="seconds a disconnected client's sessions wait for it to reconnect (its jobs are cancelled at once)",
+    )
     p.add_argument("--replace", action="store_true", help="start even if another daemon's connection file exists")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logs (every request and task)")
     p.add_argument("--log-json", action="store_true", help="logs as JSON lines")
@@ -160,8 +172,9 @@ def main(argv: list[str] | None = None) -> int:
         key=key.encode("ascii"),
         client_timeout=args.client_timeout,
         session_idle_timeout=args.session_idle_timeout,
+        disconnect_grace=args.disconnect_grace,
     )
-    for name in ("max_sessions", "max_layer_pixels", "max_total_pixels", "max_frame_bytes"):
+    for name in ("max_sessions", "max_layer_pixels", "max_total_pixels", "max_frame_bytes", "max_reply_backlog_bytes"):
         if getattr(args, name) is not None:
             config.limits[name] = getattr(args, name)
     curve_info: dict[str, str] = {}

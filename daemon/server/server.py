@@ -7,6 +7,11 @@ message that does not prove the key, or is too big to verify, is dropped without
 hold the secret), then framing, sizes, header, version, replay protection (msg_id not seen before, date within
 the clock window), content schema, buffer sizes and caps; every failure after the signature gets a specific
 error reply.
+
+A socket monitor reports dropped connections: a client's jobs and queued tasks are cancelled at once and its
+sessions freed after `disconnect_grace` unless it reconnects. Replies with pixels are bounded per client
+(`max_reply_backlog_bytes`): results queued plus pixels libzmq has not yet written; beyond that get_result is
+answered `busy` and previews are left out of progress events.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +60,7 @@ class ServerConfig:
     curve_authorized_clients: list[bytes] | None = None  # Z85 public keys; None = any key (HMAC still applies)
     max_clock_skew: float = DEFAULT_MAX_SKEW  # header.date must be within this many seconds of the daemon's clock
     replay_cache: int = DEFAULT_CAPACITY  # msg_ids remembered for replay protection
+    disconnect_grace: float = 3.0  # after a client's connection drops, its sessions wait this long for a reconnect
 
 
 @dataclass
@@ -62,6 +69,8 @@ class ClientInfo:
     name: str = ""
     first_seen: float = field(default_factory=time.monotonic)
     last_seen: float = field(default_factory=time.monotonic)
+    fd: int | None = None  # the connection (socket fd in the daemon) its last signed message came on
+    disconnected_at: float | None = None  # its connection dropped then; None while connected
 
 
 def is_loopback(host: str) -> bool:
@@ -92,12 +101,32 @@ class DaemonServer:
         self._stop = threading.Event()
         self._auth: Any = None
         self.replay = ReplayGuard(config.max_clock_skew, config.replay_cache)
-        self.stats = {"received": 0, "dropped_unsigned": 0, "replays_rejected": 0, "errors": 0, "sent": 0}
+        self.stats = {
+            "received": 0,
+            "dropped_unsigned": 0,
+            "replays_rejected": 0,
+            "errors": 0,
+            "sent": 0,
+            "disconnects": 0,
+            "results_refused_backlog": 0,
+            "previews_dropped": 0,
+        }
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 0)
         self.router.setsockopt(zmq.MAXMSGSIZE, self.limits["max_frame_bytes"] + 65536)
         self.router.setsockopt(zmq.ROUTER_HANDOVER, 0)
         self.router.setsockopt(zmq.SNDHWM, 2000)
+        # Disconnects free a client's work at once (issue 14 F5). ZMQ_ROUTER_NOTIFY is a draft option that
+        # released libzmq builds refuse, so the socket monitor reports them: DISCONNECTED carries the
+        # connection's fd, and every received frame carries the fd it came on (ZMQ_SRCFD).
+        # (pyzmq's default monitor address is named after a socket fd, which a later daemon can reuse)
+        monitor_addr = f"inproc://draggan-monitor-{os.getpid()}-{uuid.uuid4().hex}"
+        self._monitor = self.router.get_monitor_socket(zmq.EVENT_DISCONNECTED, addr=monitor_addr)
+        self._fd_owner: dict[int, bytes] = {}  # connection fd -> routing id of the client whose messages it carried
+        # Outstanding reply bytes per client (issue 14 F3): results queued or running (reserved by request
+        # msg_id) and messages with buffers handed to libzmq but not yet written to the socket (trackers).
+        self._reserved: dict[str, tuple[bytes, int]] = {}
+        self._in_flight: dict[bytes, list[tuple[zmq.MessageTracker, int]]] = {}
         if config.curve_secret_key:
             self._setup_curve()
         host = f"[{config.host}]" if ":" in config.host else config.host
@@ -153,6 +182,7 @@ class DaemonServer:
         poller = zmq.Poller()
         poller.register(self.router, zmq.POLLIN)
         poller.register(self._wake, zmq.POLLIN)
+        poller.register(self._monitor, zmq.POLLIN)
         next_sweep = time.monotonic() + self.config.sweep_interval
         try:
             while not self._stop.is_set():
@@ -170,8 +200,10 @@ class DaemonServer:
                             frames = self.router.recv_multipart(zmq.NOBLOCK, copy=False)
                         except zmq.Again:
                             break
-                        self._handle([f.buffer for f in frames])
+                        self._handle([f.buffer for f in frames], _source_fd(frames))
                     self._flush()
+                if self._monitor in ready:
+                    self._on_monitor()
                 if time.monotonic() >= next_sweep:
                     self._sweep()
                     next_sweep = time.monotonic() + self.config.sweep_interval
@@ -179,6 +211,11 @@ class DaemonServer:
         finally:
             self.worker.stop()
             self._flush()
+            try:
+                self.router.disable_monitor()
+            except zmq.ZMQError:
+                pass
+            self._monitor.close(0)
             self.router.close(0)
             self._wake.close(0)
             if self._auth is not None:
@@ -215,13 +252,39 @@ class DaemonServer:
     def _send(
         self, identity: bytes, msg_type: str, content: dict[str, Any], buffers: list[Any], parent: str | None
     ) -> None:
+        if msg_type == "get_result_reply" and parent is not None:
+            self._reserved.pop(parent, None)
+        if buffers and msg_type == "progress" and self.reply_backlog(identity) > self.limits["max_reply_backlog_bytes"]:
+            # the client is not reading: the event goes out, its optional preview does not
+            content = {k: v for k, v in content.items() if k != "preview"}
+            buffers = []
+            self.stats["previews_dropped"] += 1
         header = make_header(msg_type, SERVER_SESSION, parent)
         frames = [identity, *encode(header, content, buffers, self.signer)]
+        tracked: list[zmq.Frame] = []
+        if buffers:  # pixels go zero-copy, tracked until libzmq has written them to the socket
+            n = len(frames) - len(buffers)
+            tracked = [zmq.Frame(f, track=True) for f in frames[n:]]
+            frames = [*frames[:n], *tracked]
         try:
             self.router.send_multipart(frames, copy=not buffers, flags=zmq.NOBLOCK)
             self.stats["sent"] += 1
         except zmq.ZMQError as exc:  # peer gone or its queue full: the message is dropped, never blocks
             event(log, "send_dropped", logging.DEBUG, msg_type=msg_type, error=exc)
+            return
+        if tracked:
+            size = sum(memoryview(f.buffer).nbytes for f in tracked)
+            self._in_flight.setdefault(identity, []).append((zmq.MessageTracker(*tracked), size))
+
+    def reply_backlog(self, identity: bytes) -> int:
+        """Reply bytes this client has outstanding: results queued or running, and pixels libzmq still holds."""
+        flights = self._in_flight.get(identity)
+        if flights:
+            flights[:] = [(t, n) for t, n in flights if not t.done]
+            if not flights:
+                del self._in_flight[identity]
+        unsent = sum(n for _, n in flights or ())
+        return unsent + sum(n for owner, n in self._reserved.values() if owner == identity)
 
     def reply(
         self,
@@ -235,7 +298,7 @@ class DaemonServer:
         self._send(identity, msg_type, content, buffers or [], parent)
 
     # ------------------------------------------------------------------ receiving
-    def _handle(self, frames: list[Any]) -> None:
+    def _handle(self, frames: list[Any], fd: int | None = None) -> None:
         self.stats["received"] += 1
         if len(frames) < 2:
             return  # no routing identity: cannot answer
@@ -289,6 +352,14 @@ class DaemonServer:
             client = self.clients[identity] = ClientInfo(identity)
             event(log, "client_seen", peer=identity.hex()[:16], session=msg.header["session"][:16])
         client.last_seen = time.monotonic()
+        if client.disconnected_at is not None:
+            event(log, "client_reconnected", peer=identity.hex()[:16])
+            client.disconnected_at = None
+        if fd is not None and client.fd != fd:
+            if client.fd is not None and self._fd_owner.get(client.fd) == identity:
+                del self._fd_owner[client.fd]
+            client.fd = fd
+            self._fd_owner[fd] = identity
         try:
             content = validate_request(msg.msg_type, msg.content)
             handler = getattr(self, f"on_{msg.msg_type}")
@@ -320,6 +391,7 @@ class DaemonServer:
             "heartbeat_interval": self.config.heartbeat_interval,
             "client_timeout": self.config.client_timeout,
             "session_idle_timeout": self.config.session_idle_timeout,
+            "disconnect_grace": self.config.disconnect_grace,
             "capabilities": {
                 "invert": True,
                 "formats": ["RGBA8", "BGRA8"],
@@ -458,11 +530,26 @@ class DaemonServer:
 
     def on_get_result(self, identity: bytes, msg: Any, c: dict[str, Any]) -> None:
         s = self._owned(identity, c)
+        size = 4 * s.width * s.height  # at most the whole layer, 4 bytes a pixel in every result format
+        backlog = self.reply_backlog(identity)
+        limit = self.limits["max_reply_backlog_bytes"]
+        if backlog and backlog + size > limit:  # one result is always allowed, however big
+            self.stats["results_refused_backlog"] += 1
+            raise ProtocolError(
+                ErrorCode.BUSY,
+                f"{backlog} bytes of results to this client are still queued or unread (limit {limit}); "
+                "read the replies you asked for, then ask again",
+                field="session_id",
+                backlog_bytes=backlog,
+                limit=limit,
+            )
         with self.store.lock:
             s.pending_tasks += 1
+        self._reserved[msg.msg_id] = (identity, size)
         try:
             self.worker.submit(Task("result", identity, msg.msg_id, s, c))
         except ProtocolError:
+            self._reserved.pop(msg.msg_id, None)
             with self.store.lock:
                 s.pending_tasks -= 1
             raise
@@ -499,26 +586,76 @@ class DaemonServer:
                 tasks.append(self.worker.running)
         return tasks
 
+    def _on_monitor(self) -> None:
+        """Connections that dropped: their clients' jobs and queued tasks are cancelled now, their sessions
+        freed once `disconnect_grace` passes without a message on a new connection."""
+        from zmq.utils.monitor import parse_monitor_message
+
+        gone: list[int] = []
+        while True:
+            try:
+                evt = parse_monitor_message(self._monitor.recv_multipart(zmq.NOBLOCK))
+            except zmq.Again:
+                break
+            if evt["event"] == zmq.EVENT_DISCONNECTED:
+                gone.append(int(evt["value"]))
+        if not gone:
+            return
+        # Messages the dropped connection sent before it went are read first, so none counts after its end.
+        for _ in range(4096):
+            try:
+                frames = self.router.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            self._handle([f.buffer for f in frames], _source_fd(frames))
+        now = time.monotonic()
+        for fd in gone:
+            identity = self._fd_owner.pop(fd, None)
+            info = self.clients.get(identity) if identity is not None else None
+            if info is None or info.fd != fd:
+                continue
+            info.fd = None
+            info.disconnected_at = now
+            self.stats["disconnects"] += 1
+            cancelled = self.worker.cancel_owner(identity, "client disconnected")
+            event(log, "client_disconnected", peer=identity.hex()[:16], jobs_cancelled=cancelled)
+        self._flush()
+
     def _sweep(self) -> None:
         now = time.monotonic()
         for identity, info in list(self.clients.items()):
-            if now - info.last_seen > self.config.client_timeout:
+            silent = now - info.last_seen > self.config.client_timeout
+            dropped = info.disconnected_at is not None and now - info.disconnected_at >= self.config.disconnect_grace
+            if silent or dropped:
                 del self.clients[identity]
-                cancelled = self.worker.cancel_owner(identity, "client disappeared")
+                if info.fd is not None and self._fd_owner.get(info.fd) == identity:
+                    del self._fd_owner[info.fd]
+                reason = "client disappeared" if silent else "client disconnected"
+                cancelled = self.worker.cancel_owner(identity, reason)
                 sessions = self.store.owned_by(identity)
                 for s in sessions:
-                    self._close(s, "client disappeared")
+                    self._close(s, reason)
+                self._in_flight.pop(identity, None)
                 event(
                     log,
                     "client_gone",
                     peer=identity.hex()[:16],
                     silent_for=round(now - info.last_seen, 1),
+                    disconnected=not silent,
                     jobs_cancelled=cancelled,
                     sessions_freed=len(sessions),
                 )
         for s in self.store.idle(self.config.session_idle_timeout):
             self._close(s, "idle")
             self.post(s.owner, "session_closed", {"session_id": s.session_id, "reason": "idle"}, [], None)
+
+
+def _source_fd(frames: list[zmq.Frame]) -> int | None:
+    """The daemon-side fd of the connection a message arrived on (None where libzmq cannot tell)."""
+    try:
+        return int(frames[-1].get(zmq.SRCFD))
+    except (zmq.ZMQError, AttributeError, ValueError):
+        return None
 
 
 def _worth_logging(count: int) -> bool:
