@@ -21,7 +21,7 @@ Measures, none of them the engine's:
       of the drag time per face.
 Table columns: px = face size, side = region's longer side, fit dB = the fitted generator picture alone (before
 any drag, generator mode) on the pixels of (a), moved = (c)'s share, rep-flow / trk-flow = (d).
-Needs npm (to fetch the emoji sets once) and `pip install resvg-py` (to draw them), see heldout_faces.py.
+Needs npm (to fetch the emoji sets once) and `pip install -e ".[bench]"` (resvg, to draw them), see heldout_faces.py.
 
     python benchmarks/edit_quality.py                                  # 12 faces, transfer and generator
     python benchmarks/edit_quality.py --modes generator --sheet /tmp/edit_quality.png

@@ -176,7 +176,7 @@ def render(source: str, icon: str, size: int, cache: Path = CACHE) -> Image.Imag
     try:
         import resvg_py
     except ImportError:
-        sys.exit("heldout_faces: the SVGs are drawn with resvg: .venv/bin/pip install resvg-py")
+        sys.exit("heldout_faces: the SVGs are drawn with resvg: .venv/bin/pip install -e '.[bench]'  (resvg-py)")
     png = resvg_py.svg_to_bytes(svg_string=icon_svg(source, icon, cache), width=size, height=size)
     return Image.open(io.BytesIO(bytes(png))).convert("RGBA")
 

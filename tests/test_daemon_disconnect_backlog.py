@@ -9,8 +9,6 @@ would pass `max_reply_backlog_bytes`, instead of the daemon buffering every resu
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import textwrap
 import time
 
@@ -21,7 +19,7 @@ from draggan_protocol.client import layer_session_request
 from draggan_protocol.framing import decode, encode, make_header
 from draggan_protocol.signing import Signer
 from draggan_protocol.transport import open_transport
-from test_daemon_support import client_for, running_daemon
+from test_daemon_support import client_for, running_daemon, spawn_client
 
 DRAGGING_CLIENT = textwrap.dedent(
     """
@@ -42,12 +40,7 @@ DRAGGING_CLIENT = textwrap.dedent(
 def test_a_killed_clients_job_frees_the_device_queue_within_five_seconds():
     # client_timeout stays at its 60 s default: only the disconnect can free the queue in time
     with running_daemon(sweep_interval=0.1) as server, client_for(server) as other:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", DRAGGING_CLIENT, server.endpoint, server.config.key.decode()],
-            stdout=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-        )
+        proc = spawn_client(server, DRAGGING_CLIENT)
         try:
             assert proc.stdout.readline().strip() == "dragging"
             assert len(server.store.sessions) == 1 and server.worker.running is not None

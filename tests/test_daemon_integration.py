@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -13,7 +10,7 @@ import numpy as np
 import pytest
 from draggan_protocol import Client, DaemonError, DaemonUnreachable, ErrorCode, image_from_message
 from draggan_protocol.client import layer_session_request
-from test_daemon_support import TEST_RESOLUTION, client_for, running_daemon
+from test_daemon_support import TEST_RESOLUTION, client_for, running_daemon, spawn_client
 
 R = TEST_RESOLUTION
 FAST_INVERT = {"w_steps": 3, "wplus_steps": 3, "pti_steps": 0}
@@ -324,12 +321,7 @@ KILLED_CLIENT = textwrap.dedent(
 
 def test_killed_client_frees_its_session_and_the_next_client_is_served():
     with running_daemon(client_timeout=1.0, sweep_interval=0.1) as server:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", KILLED_CLIENT, server.endpoint, server.config.key.decode()],
-            stdout=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-        )
+        proc = spawn_client(server, KILLED_CLIENT)
         try:
             assert proc.stdout.readline().strip() == "dragging"
             assert len(server.store.sessions) == 1 and server.worker.running is not None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -42,3 +44,14 @@ def running_daemon(**config: Any) -> Iterator[DaemonServer]:
 
 def client_for(server: DaemonServer, key: bytes | None = None, **kwargs: Any) -> Client:
     return Client(server.endpoint, server.config.key if key is None else key, **kwargs)
+
+
+def spawn_client(server: DaemonServer, script: str) -> subprocess.Popen:
+    """`script` run as a client in a process of its own (argv: endpoint, key), its stdout readable as text: for
+    tests that kill a client the way a crashed editor dies."""
+    return subprocess.Popen(
+        [sys.executable, "-c", script, server.endpoint, server.config.key.decode()],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
