@@ -162,17 +162,17 @@ def test_a_refuted_arrival_keeps_the_drag_going_from_the_measured_position():
 
     G = small_generator()
     ws = G.z_to_ws(0)
-    opt = DragOptimizer(G, ws, DragConfig(max_steps=6, stop_distance=50.0))  # the tracker "arrives" at once
-    opt.set_points([(10.0, 10.0)], [(14.0, 10.0)])
+    opt = DragOptimizer(G, ws, DragConfig(max_steps=6, stop_distance=1.0))
+    opt.set_points([(10.0, 10.0)], [(10.5, 10.0)])  # within the stop distance: the tracker "arrives" at once
     calls = []
 
-    def verify(step, image):
+    def verify(step, image):  # the content has not moved yet, then comes along, then arrives
         calls.append(step)
-        return [(10.0 + 0.5 * len(calls), 10.0)] if len(calls) < 3 else [(14.0, 10.0)]
+        return [[(8.0, 10.0)], [(9.0, 10.0)], [(10.5, 10.0)]][len(calls) - 1]
 
-    final = opt.run(verify=verify, verify_distance=1.0, verify_every=1)
+    final = opt.run(verify=verify, verify_every=1)
     assert final.done and opt.reanchored == 1
-    assert calls == [1, 2, 3] and final.handles == [(14.0, 10.0)]
+    assert calls == [1, 2, 3] and final.handles == [(10.5, 10.0)]
 
 
 def _face_layer(size: int = 96) -> np.ndarray:

@@ -356,14 +356,12 @@ class DragOptimizer:
             guarded=guarded,
         )
 
-    def _verify(
-        self, report: StepReport, verify: Callable[[int, torch.Tensor], list[Point]], distance: float | None
-    ) -> StepReport:
-        """Measure the handles; done only if every one is within `distance`. Once refuted, the handles follow the
-        measure: they are placed where it found their content and the tracker is not asked again."""
+    def _verify(self, report: StepReport, verify: Callable[[int, torch.Tensor], list[Point]]) -> StepReport:
+        """Measure the handles; done only if every one is within the stop distance. Once refuted, the handles
+        follow the measure: they are placed where it found their content and the tracker is not asked again."""
         image = report.image if report.image is not None else self.render()
         measured = verify(report.step, image)
-        stop = self.resolved.stop_distance if distance is None else float(distance)
+        stop = self.resolved.stop_distance
         arrived = all(math.dist(m, t) <= stop for m, t in zip(measured, self.targets, strict=True))
         if arrived and not self._anchored:
             return report
@@ -382,7 +380,6 @@ class DragOptimizer:
         preview_seconds: float | None = None,
         max_steps: int | None = None,
         verify: Callable[[int, torch.Tensor], list[Point]] | None = None,
-        verify_distance: float | None = None,
         verify_every: int = 3,
         max_verifications: int = 100,
     ) -> StepReport:
@@ -391,8 +388,8 @@ class DragOptimizer:
         report after `preview_seconds`; when previews are on, the last report carries the final image.
 
         `verify(step, image)` is an independent measure of where each handle's content is (model pixels). When
-        the tracker claims arrival it is asked; where the content is still farther than `verify_distance` (model
-        pixels; default the stop distance), the claim is refuted and from then on the handles follow the measure
+        the tracker claims arrival it is asked; where the content is still farther than the stop distance, the
+        claim is refuted and from then on the handles follow the measure
         (every `verify_every` steps, tracking off): the tracker can slide ahead of a picture that smears rather
         than moves, and then motion supervision would push from the wrong place. At most `max_verifications`
         measures are taken (they cost a render and an optical flow each); the caller's final measure says how
@@ -415,7 +412,7 @@ class DragOptimizer:
             due = report.done or (self._anchored and self.steps_taken % max(1, verify_every) == 0)
             if due and verify is not None and checks < max_verifications:
                 checks += 1
-                report = self._verify(report, verify, verify_distance)
+                report = self._verify(report, verify)
             if on_step is not None:
                 on_step(report)
             if report.done:

@@ -81,15 +81,14 @@ class MotionField:
 
     `backward[y, x]` is, for a pixel of the dragged picture, the offset (work pixels) to where it came from in the
     start picture; `forward` the reverse. `residual` is the appearance change motion does not explain ([S, S, 3],
-    grey levels, already weighted by `new_content`). `model_res` is the pictures' own resolution.
+    grey levels, already weighted per pixel and by the drag's `new_content` share). `model_res` is the pictures'
+    own resolution.
     """
 
     size: int
     model_res: int
     backward: np.ndarray
     forward: np.ndarray
-    confidence: np.ndarray
-    new_content: np.ndarray
     residual: np.ndarray
     fallback: str | None = None
 
@@ -100,10 +99,6 @@ class MotionField:
     def model_to_work(self, points: Iterable[Sequence[float]]) -> np.ndarray:
         k = self.work_per_model
         return np.array([((x + 0.5) * k - 0.5, (y + 0.5) * k - 0.5) for x, y in points], np.float32).reshape(-1, 2)
-
-    def max_motion(self) -> float:
-        """Longest backward vector, in model pixels."""
-        return float(np.sqrt((self.backward**2).sum(axis=2)).max()) / self.work_per_model
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -200,18 +195,10 @@ def estimate_motion(
     size = work_size(res)
     k = size / res
     zeros2 = np.zeros((size, size, 2), np.float32)
-    zeros1 = np.zeros((size, size), np.float32)
+    no_residual = np.zeros((size, size, 3), np.float32)
 
     def field(**kw: object) -> MotionField:
-        base = dict(
-            size=size,
-            model_res=res,
-            backward=zeros2,
-            forward=zeros2,
-            confidence=zeros1 + 1.0,
-            new_content=zeros1,
-            residual=np.zeros((size, size, 3), np.float32),
-        )
+        base = dict(size=size, model_res=res, backward=zeros2, forward=zeros2, residual=no_residual)
         base.update(kw)
         return MotionField(**base)  # type: ignore[arg-type]
 
@@ -226,7 +213,6 @@ def estimate_motion(
     B = cv2.resize(b_rgb, (size, size), interpolation=interp)
     ga, gb = cv2.cvtColor(A, cv2.COLOR_RGB2GRAY), cv2.cvtColor(B, cv2.COLOR_RGB2GRAY)
     estimator = estimator or ESTIMATOR
-    share = new_content
     fwd = _flow(ga, gb, estimator)
     bwd = _flow(gb, ga, estimator)
     if not (np.isfinite(fwd).all() and np.isfinite(bwd).all()):
@@ -254,6 +240,9 @@ def estimate_motion(
     if longest > res / 2:
         return field(fallback=f"the motion estimate asked for a {longest:.0f}-pixel jump, more than half the picture")
 
+    share = float(NEW_CONTENT if new_content is None else new_content)
+    if share <= 0.0:  # motion only (the default): the appearance change would be weighted by 0
+        return field(backward=bwd, forward=fwd)
     # What motion does not explain: the dragged picture minus the start picture moved by the field.
     moved = _remap(A.astype(np.float32), bwd)
     residual = B.astype(np.float32) - moved
@@ -264,13 +253,12 @@ def estimate_motion(
     # in place); a moderate residual under consistent motion is the generator's blur, not content.
     unsure = 1.0 - cv2.GaussianBlur(conf_b, (0, 0), SMOOTH_SIGMA * k)
     why = np.maximum(_smoothstep(unsure / UNSURE_FULL), _smoothstep((magnitude - hi) / hi))
-    new_content = (_smoothstep((magnitude - lo) / (hi - lo)) * why).astype(np.float32)
+    weight = (_smoothstep((magnitude - lo) / (hi - lo)) * why).astype(np.float32)
     if free is not None:
-        new_content = new_content * free
-    new_content[new_content < 1e-3] = 0.0
-    new_content = new_content * float(NEW_CONTENT if share is None else share)
-    residual = (residual * new_content[..., None]).astype(np.float32)
-    return field(backward=bwd, forward=fwd, confidence=conf_b, new_content=new_content, residual=residual)
+        weight = weight * free
+    weight[weight < 1e-3] = 0.0
+    residual = (residual * (weight * share)[..., None]).astype(np.float32)
+    return field(backward=bwd, forward=fwd, residual=residual)
 
 
 def focus_weight(pairs: Sequence[Sequence[float]], res: int, size: int) -> np.ndarray:

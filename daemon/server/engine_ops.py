@@ -26,7 +26,7 @@ from draggan_daemon.engine.transfer import Rendered, estimate_motion, measure_po
 from .logs import event
 from .models import ModelRegistry
 from .pixels import editable_to_keep, frame_to_a8, frame_to_rgba, rgba_to_frame, tensor_to_rgba
-from .sessions import EditState, Session
+from .sessions import EditState, Look, Session
 
 log = logging.getLogger("draggan.engine_ops")
 
@@ -137,19 +137,18 @@ class EngineOps:
                 raise EngineInputError(f"the handle at ({lx:g}, {ly:g}) lies outside the edited region")
         t_m = [(min(max(x, 0.0), res - 1.0), min(max(y, 0.0), res - 1.0)) for x, y in t_m]
 
-        output = str(args.get("output", "transfer"))
-        new_content = args.get("new_content")
-        focus = [*state.focus, *((hx, hy, tx, ty) for (hx, hy), (tx, ty) in zip(h_m, t_m, strict=True))]
-        meter = _ArrivalMeter(self, s, state, prepared, output, handles, targets, h_m, to_layer, focus, new_content)
-
         params = {k: v for k, v in (args.get("params") or {}).items() if v is not None}
         steps = int(params.pop("steps", 200))
         check_arrival = bool(params.pop("measured_arrival", True))
         if "r2" in params:
             params["r2"] = max(1, int(round(params["r2"])))
         config = DragConfig(max_steps=steps, **params)
+
+        pairs = tuple((hx, hy, tx, ty) for (hx, hy), (tx, ty) in zip(h_m, t_m, strict=True))
+        look = Look(str(args.get("output", "transfer")), (*state.look.focus, *pairs), args.get("new_content"))
+        stop_model = config.resolve(res).stop_distance
+        meter = _ArrivalMeter(self, s, state, prepared, look, handles, targets, h_m, to_layer, stop_model)
         # One arrival criterion: the tracker stops where the measure would accept arrival (in layer pixels).
-        meter.set_stop(config.resolve(res).stop_distance)
         config.stop_distance = meter.stop_layer / meter.layer_per_model
         G = state.generator
         opt = DragOptimizer(G, state.ws.clone(), config)
@@ -198,9 +197,7 @@ class EngineOps:
                     prepared=prepared,
                     image=image,
                     handles=last_handles,
-                    output=output,
-                    focus=focus,
-                    new_content=new_content,
+                    look=look,
                 )
             )
             outcome = meter.at(_FINAL, image, render=False)[1]  # the latent after the last update, measured anew
@@ -225,9 +222,8 @@ class EngineOps:
             x, y, w, h = rect
             pixels = np.ascontiguousarray(s.layer[y : y + h, x : x + w])
             return self._describe(s, pixels, rect, fmt)
-        rendered = self.picture(
-            s, _rendered_image(state), state.prepared, output or state.output, state.focus, state.new_content
-        )
+        look = state.look if output is None else dataclasses.replace(state.look, output=output)
+        rendered = self.picture(s, _rendered_image(state), state.prepared, look)
         return self._layer_payload(s, rendered.layer, area, fmt)
 
     def picture(
@@ -235,20 +231,22 @@ class EngineOps:
         s: Session,
         image: torch.Tensor,
         prepared: Any,
-        output: str,
-        focus: list,
-        new_content: float | None = None,
+        look: Look,
     ) -> Rendered:
-        """The session's layer as it looks with generator picture `image`, made in `output` mode; `focus` is
-        every pair dragged since the fit (model pixels), which the motion is limited around; `new_content` the
-        share of unexplained appearance change kept (None = the engine's default)."""
+        """The session's layer as it looks with generator picture `image`, made as `look` says."""
         if s.source == "seed":  # the "layer" is the generator's own picture
             return Rendered(tensor_to_rgba(image), "generator", None, None)
         prepared = prepared if prepared is not None else s.prepared
         res = s.resolution
         fitted = picture_u8(_rendered_image(s.history[0]), res)
         return render_layer(
-            s.layer, fitted, picture_u8(image, res), prepared, output, focus=focus, new_content=new_content
+            s.layer,
+            fitted,
+            picture_u8(image, res),
+            prepared,
+            look.output,
+            focus=look.focus,
+            new_content=look.new_content,
         )
 
     def _layer_payload(self, s: Session, full: np.ndarray, area: str, fmt: str) -> tuple[dict[str, Any], list[Any]]:
@@ -293,16 +291,14 @@ class _ArrivalMeter:
         s: Session,
         start: EditState,
         prepared: Any,
-        output: str,
+        look: Look,
         handles: list[tuple[float, float]],
         targets: list[tuple[float, float]],
         handles_model: list[tuple[float, float]],
         to_layer: Callable[[Any], list[tuple[float, float]]],
-        focus: list[tuple[float, float, float, float]],
-        new_content: float | None,
+        stop_model: float,
     ) -> None:
-        self.focus, self.new_content = focus, new_content
-        self.ops, self.s, self.prepared, self.output = ops, s, prepared, output
+        self.ops, self.s, self.prepared, self.look = ops, s, prepared, look
         self.handles, self.targets, self.handles_model, self.to_layer = handles, targets, handles_model, to_layer
         self.res = s.resolution
         self.start_pic = picture_u8(_rendered_image(start), self.res)
@@ -310,10 +306,10 @@ class _ArrivalMeter:
         self.same_start = start is s.history[0]
         scale = 1.0 if s.source == "seed" else s.prepared.map.side / self.res
         self.layer_per_model = scale
-        self.set_stop(DragConfig().resolve(self.res).stop_distance)
+        self.stop_layer = self._stop_layer(stop_model)
         self._cache: dict[int, tuple[Rendered | None, list[tuple[float, float]], str | None]] = {}
 
-    def set_stop(self, stop_model: float) -> None:
+    def _stop_layer(self, stop_model: float) -> float:
         """Arrival tolerance in layer pixels: the drag's stop distance scaled to the layer, but never more than a
         quarter of the shortest asked move (one model pixel is 5 layer pixels on a 320-px crop of a 64-px model,
         and "reached" must not mean "moved 7 of 12 px"), and never under one layer pixel."""
@@ -322,21 +318,17 @@ class _ArrivalMeter:
         stop = stop_model * self.layer_per_model
         if moving:
             stop = min(stop, 0.25 * min(moving))
-        self.stop_layer = max(1.0, stop) if stop_model > 0 else 0.0
+        return max(1.0, stop) if stop_model > 0 else 0.0
 
     def _measure(self, step: int, image: torch.Tensor, render: bool) -> tuple[Rendered | None, list, str | None]:
         hit = self._cache.get(step)
         if hit is not None and (hit[0] is not None or not render):
             return hit
-        rendered = (
-            self.ops.picture(self.s, image, self.prepared, self.output, self.focus, self.new_content)
-            if render
-            else None
-        )
+        rendered = self.ops.picture(self.s, image, self.prepared, self.look) if render else None
         motion = rendered.motion if rendered is not None and self.same_start else None
         if motion is None:
             keep = None if self.prepared is None or self.prepared.mask is None else self.prepared.mask.cpu().numpy()
-            motion = estimate_motion(self.start_pic, picture_u8(image, self.res), keep=keep, focus=self.focus)
+            motion = estimate_motion(self.start_pic, picture_u8(image, self.res), keep=keep, focus=self.look.focus)
         measured = measure_points(motion, self.handles_model)
         fallback = rendered.fallback if rendered is not None else None
         self._cache = {step: (rendered, measured, fallback)}
@@ -349,10 +341,10 @@ class _ArrivalMeter:
     def at(self, step: int, image: torch.Tensor, render: bool) -> tuple[Rendered | None, dict[str, Any]]:
         """(the layer picture when `render`, the arrival fields) at a step."""
         rendered, measured, fallback = self._measure(step, image, render)
-        return rendered, self._fields(measured, rendered.output if rendered else self.output, fallback)
+        return rendered, self._fields(measured, rendered.output if rendered else self.look.output, fallback)
 
     def unmoved(self) -> dict[str, Any]:
-        return self._fields(list(self.handles_model), self.output, None)
+        return self._fields(list(self.handles_model), self.look.output, None)
 
     def _fields(self, measured_model: list, output: str, fallback: str | None) -> dict[str, Any]:
         report = arrival(self.handles, self.targets, self.to_layer(measured_model), self.stop_layer)

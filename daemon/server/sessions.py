@@ -21,6 +21,17 @@ from draggan_protocol.spec import ErrorCode
 MAX_HISTORY = 32
 
 
+@dataclass(frozen=True)
+class Look:
+    """How a state's picture is made from the layer (PROTOCOL.md §6, drag, 1.1): the `output` mode, every pair
+    dragged since the fit (`focus`, model pixels: the motion is limited around them) and the `new_content` share
+    of unexplained appearance change (None = the engine's default)."""
+
+    output: str = "transfer"
+    focus: tuple[tuple[float, float, float, float], ...] = ()
+    new_content: float | None = None
+
+
 @dataclass
 class EditState:
     """One point in a session's history: a latent, the generator it belongs to (PTI may tune a copy), the
@@ -31,9 +42,7 @@ class EditState:
     prepared: Any | None = None
     image: torch.Tensor | None = None  # [1, 3, R, R] render of ws, cached
     handles: list[tuple[float, float]] | None = None  # last handle positions (layer coordinates)
-    output: str = "transfer"  # how the drag that made this state asked its picture to be made
-    focus: list[tuple[float, float, float, float]] = field(default_factory=list)  # all pairs so far (model pixels)
-    new_content: float | None = None  # share of unexplained appearance change kept (None = engine default)
+    look: Look = Look()  # how the drag that made this state asked for its picture
 
 
 @dataclass
