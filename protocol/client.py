@@ -380,6 +380,7 @@ def drag_request(
     preview_seconds: float | None = None,
     output: str | None = None,
     invert_preset: str | None = None,
+    invert_params: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], list[Any]]:
     """(content, buffers) of a drag request; `mask` is A8 at layer size, 255 = may change (like a selection).
 
@@ -395,6 +396,8 @@ def drag_request(
         content["output"] = str(output)
     if invert_preset is not None:
         content["invert_preset"] = str(invert_preset)
+    if invert_params is not None:
+        content["invert_params"] = dict(invert_params)
     if preview_seconds is not None:
         content["preview_seconds"] = float(preview_seconds)
     buffers: list[Any] = []

@@ -35,7 +35,8 @@ def _px(v: float) -> str:
 
 
 def arrival_text(content: Mapping[str, Any]) -> str:
-    """One sentence on where the handles are, e.g. "Handles moved 7 of 12 px and 11 of 14 px (not reached)".
+    """One sentence on where the handles are, e.g. "Handles moved 7 of 12 px and 11 of 14 px; not reached (5 px
+    still to go)" or "Targets reached: handle moved 12 of 12 px (within 0.6 px)".
 
     Falls back to the tracker's claim, said as such, when a 1.0 daemon sent no measured fields.
     """

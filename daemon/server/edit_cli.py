@@ -186,12 +186,17 @@ def main(argv: list[str] | None = None) -> int:
             img.tobytes(), img.width, img.height, region=args.region, model=args.model, name=Path(args.input).name
         )
         sid = session["session_id"]
+        n = args.invert_steps
         content, buffers = drag_request(
-            sid, args.drag, mask_bytes, params, 0, output=args.output_mode, invert_preset=args.invert_preset
+            sid,
+            args.drag,
+            mask_bytes,
+            params,
+            0,
+            output=args.output_mode,
+            invert_preset=args.invert_preset,
+            invert_params=None if n is None else {"w_steps": n, "wplus_steps": n, "pti_steps": n},
         )
-        if args.invert_steps is not None:
-            n = args.invert_steps
-            content["invert_params"] = {"w_steps": n, "wplus_steps": n, "pti_steps": n}
         t0 = time.monotonic()
         done = client.run_job("drag", content, buffers, on_progress=bar.on_message)
         bar.end()
