@@ -413,6 +413,7 @@ FIT_EVENTS = [
 LAYER_SESSION = {"session_id": "s1", "resolution": 64, "region": [0, 0, 96, 96], "width": 96, "height": 96}
 SEED_SESSION = {"session_id": "s1", "resolution": 64, "width": 64, "height": 64, "source": "seed"}
 NO_PIXELS = runner.LayerInput(b"", 96, 96, (10, 20), "Face")  # a seed run sends no pixels
+FACE = runner.LayerInput(bytes(96 * 96 * 4), 96, 96, (10, 20), "Face")
 
 
 def _pairs(strokes, size=None):
@@ -425,9 +426,7 @@ def test_a_layer_run_says_fitting_while_it_fits_and_ends_with_the_arrival() -> N
     client = ScriptedClient(LAYER_SESSION, events, DONE_SHORT, (96, 96), fit=FIT_EVENTS)
     told = Told()
     settings = params.RunSettings.from_values({"steps": 40})
-    runner.run_drag(
-        client, runner.LayerInput(bytes(96 * 96 * 4), 96, 96), None, _pairs([[(10, 10), (10, 2)]]), settings, told
-    )
+    runner.run_drag(client, FACE, None, _pairs([[(10, 10), (10, 2)]]), settings, told)
     first_drag = next(i for i, t in enumerate(told.texts) if t.startswith("DragGAN: dragging, step"))
     assert told.texts[1] == "DragGAN: fitting your layer into the model"
     assert not any("dragging" in t for t in told.texts[:first_drag])
@@ -493,14 +492,7 @@ def test_a_vanished_daemon_is_reported_within_seconds_whatever_the_timeout() -> 
     client = SilentAfterReply(LAYER_SESSION, [], DONE_SHORT, (96, 96))
     old_profile = params.RunSettings.from_values({"timeout": 60.0})
     with pytest.raises(DaemonLost, match="stopped answering while dragging"):
-        runner.run_drag(
-            client,
-            runner.LayerInput(bytes(96 * 96 * 4), 96, 96),
-            None,
-            _pairs([[(10, 10), (10, 2)]]),
-            old_profile,
-            Told(),
-        )
+        runner.run_drag(client, FACE, None, _pairs([[(10, 10), (10, 2)]]), old_profile, Told())
     assert [t for t, _ in client.sent] == ["open_session", "drag"]
 
 
@@ -512,7 +504,7 @@ class Document:
         self.told = Told()
 
     def read_layer(self):
-        return runner.LayerInput(bytes(96 * 96 * 4), 96, 96, (10, 20), "Face")
+        return FACE
 
     def read_selection(self):
         return None

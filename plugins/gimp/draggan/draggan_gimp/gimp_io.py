@@ -14,7 +14,7 @@ gi.require_version("Gegl", "0.4")
 from draggan_protocol import Image  # noqa: E402
 from gi.repository import Gegl, Gimp  # noqa: E402
 
-from .apply import PREVIEW_SUFFIX, RESULT_SUFFIX  # noqa: E402, F401  (RESULT_SUFFIX: kept importable from here)
+from .apply import PREVIEW_SUFFIX  # noqa: E402
 from .errors import PluginError  # noqa: E402
 from .pairs import anchors_from_bezier  # noqa: E402
 from .pixels import GRAY, RGBA, Selection, check_size, selection_on_layer  # noqa: E402
@@ -214,7 +214,6 @@ class GimpFeedback:
 
     def __init__(self, preview: PreviewLayer | None = None) -> None:
         self.preview_layer = preview
-        self.messages: list[str] = []
         self._text = ""
         Gimp.progress_init("DragGAN")
 
@@ -232,10 +231,8 @@ class GimpFeedback:
             self.preview_layer.show(image)
 
     def message(self, text: str) -> None:
-        if not text:
-            return
-        self.messages.append(text)
-        Gimp.message(text)
+        if text:
+            Gimp.message(text)
 
     def stop_requested(self) -> bool:
         # GIMP's Cancel kills the plug-in instead of asking it; the watchdog turns that into a daemon cancel.
@@ -262,7 +259,8 @@ class GimpDocument:
 
     def begin_run(self, preview: bool) -> Feedback:
         was_clean = not self.gimp_image.is_dirty()
-        self._was_clean = was_clean and not PreviewLayer.remove_stale(self.gimp_image, self.layer)
+        removed = PreviewLayer.remove_stale(self.gimp_image, self.layer)  # on every run, edited image or not
+        self._was_clean = was_clean and not removed
         self.feedback = GimpFeedback(PreviewLayer(self.gimp_image, self.layer) if preview else None)
         return self.feedback
 

@@ -211,7 +211,7 @@ class Conversation:
             batch = self._poll()
             for i, msg in enumerate(batch):
                 if msg.parent == msg_id and msg.msg_type.endswith("_reply"):
-                    self._pending = batch[i + 1 :] + self._pending  # a fast job's events may ride along
+                    self._pending = batch[i + 1 :]  # a fast job's events may ride along (_poll emptied it)
                     if msg.is_error:
                         raise daemon_error_to_plugin_error(msg.content, what or msg_type)
                     return msg
@@ -443,20 +443,19 @@ def run_drag(
             output=settings.output,
         )
         phases: list[str] = []
-        latest: list[dict[str, Any]] = []  # the last drag event with measured arrival fields
-        shown = [0.0]  # the bar never goes back (a handle's measured progress can)
+        latest: dict[str, Any] | None = None  # the last drag event with measured arrival fields
+        shown = 0.0  # the bar never goes back (a handle's measured progress can)
 
         def on_progress(msg: Message) -> None:
+            nonlocal latest, shown
             c = msg.content
             if not phases or phases[-1] != c.get("phase"):
                 phases.append(str(c.get("phase")))
             if c.get("phase") == "drag" and has_arrival(c):
-                latest[:] = [c]
-            fraction, text = progress_text(
-                c, settings.steps, latest[0] if latest else None, fit_first=settings.invert_first
-            )
-            shown[0] = max(shown[0], fraction)
-            feedback.progress(shown[0], text)
+                latest = c
+            fraction, text = progress_text(c, settings.steps, latest, fit_first=settings.invert_first)
+            shown = max(shown, fraction)
+            feedback.progress(shown, text)
             if settings.preview_layer and isinstance(c.get("preview"), dict):
                 feedback.preview(image_from_message(msg, "preview"))
 
