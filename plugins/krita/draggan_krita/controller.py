@@ -27,8 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from draggan_protocol.client import drag_request
-from draggan_protocol.outcome import arrival_text, fallback_text, large_region_text
+from draggan_protocol.client import drag_request, layer_session_request
+from draggan_protocol.outcome import arrival_text, fallback_text, has_arrival, large_region_text
 from PyQt5.QtCore import QObject, QTimer, pyqtSignal
 
 from . import geometry
@@ -78,13 +78,9 @@ class Session:
     resolution: int = 0  # the model's
 
 
-def has_arrival(content: dict[str, Any]) -> bool:
-    """Whether a drag event carries the measured arrival fields (a 1.1 daemon's preview steps and job_done)."""
-    return all(isinstance(content.get(k), (list, tuple)) for k in ("asked", "moved", "remaining"))
-
-
-def steps_text(n: int) -> str:
-    return f"{n} step{'s' if n != 1 else ''}"
+def plural(n: int, noun: str) -> str:
+    """E.g. "1 step", "3 steps"."""
+    return f"{n} {noun}{'s' if n != 1 else ''}"
 
 
 def sentence(text: str) -> str:
@@ -172,18 +168,18 @@ class EditController(QObject):
         kdoc = self.document()
         return self._status_key is None or (kdoc is not None and kdoc.key == self._status_key)
 
-    def observe_active_layer(self) -> None:
-        """Remember the paint layer the person works on (drawing points makes the points layer active)."""
+    def observe_active_layer(self) -> tuple[Any | None, str]:
+        """Remember the paint layer the person works on (drawing points makes the points layer active); returns
+        the source choice it saw (as `source_choice` would, without choosing twice)."""
         kdoc = self.document()
         if kdoc is None:
-            return
+            return None, ""
+        node, why = kdoc.choose_source(self.source_id)
         active = kdoc.doc.activeNode()
-        if kdoc.editable(active):
-            self.source_id = node_id(active)
-        elif active is not None and active.type() == "grouplayer":  # the group's layer the docker names
-            node = kdoc.choose_source(self.source_id)[0]
-            if node is not None:
-                self.source_id = node_id(node)
+        # An editable active layer is the choice itself; for an active group, the group's layer the docker names.
+        if node is not None and (kdoc.editable(active) or (active is not None and active.type() == "grouplayer")):
+            self.source_id = node_id(node)
+        return node, why
 
     def source_choice(self) -> tuple[Any | None, str]:
         """The source layer and, when it is not just the active layer, why it is this one (see choose_source)."""
@@ -290,31 +286,23 @@ class EditController(QObject):
         if s is not None:
             self._close_session()
         self._after_open = action
-        content: dict[str, Any] = {
-            "source": "layer",
-            "layer": {
-                "width": capture.rect[2],
-                "height": capture.rect[3],
-                "format": "BGRA8",
-                "offset": [capture.rect[0], capture.rect[1]],
-                "buffer": 0,
-            },
-            "name": capture.layer_name,
-        }
-        buffers: list[Any] = [capture.pixels]
-        if capture.selection is not None:
-            content["selection"] = {"format": "A8", "buffer": 1}
-            buffers.append(capture.selection)
-        if capture.region is not None:
-            content["region"] = list(capture.region)
-        if model:
-            content["model"] = model
+        x, y, w, h = capture.rect
+        content, buffers = layer_session_request(
+            capture.pixels,
+            w,
+            h,
+            offset=(x, y),
+            format="BGRA8",
+            selection=capture.selection,
+            region=capture.region,
+            model=model,
+            name=capture.layer_name,
+        )
         try:
             self._request("open_session", content, "open", buffers)
         except ConnectionError as exc:
             self._fail(str(exc))
             return
-        w, h = capture.rect[2], capture.rect[3]
         self._set_phase(OPENING, f"Sending “{capture.layer_name}” ({w}×{h}) to the daemon…")
 
     def _continue(self, action: str) -> None:
@@ -341,8 +329,7 @@ class EditController(QObject):
                 self._request("drag", content, "job", buffers)
                 self.previews_shown = 0
                 self.arrival = {}
-                n = len(points)
-                self._set_phase(QUEUED, f"Dragging {n} point{'s' if n != 1 else ''}…")
+                self._set_phase(QUEUED, f"Dragging {plural(len(points), 'point')}…")
         except ConnectionError as exc:
             self._fail(str(exc))
 
@@ -500,7 +487,7 @@ class EditController(QObject):
         """How the drag ended, in plain words: the measured outcome, a fallback if any, what to do next."""
         c = self.last_done
         verb = "Stopped" if c.get("state") == "cancelled" else "Done"
-        parts = [f"{verb} after {steps_text(int(c.get('steps', 0) or 0))}.", sentence(arrival_text(c))]
+        parts = [f"{verb} after {plural(int(c.get('steps', 0) or 0), 'step')}.", sentence(arrival_text(c))]
         fallback = fallback_text(c)
         if fallback:
             parts.append(sentence(fallback))

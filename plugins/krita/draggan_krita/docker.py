@@ -27,7 +27,7 @@ from PyQt5.QtWidgets import (
 )
 
 from . import settings as settings_mod
-from .controller import APPLYING, DONE, DRAGGING, FITTING, IDLE, OPENING, QUEUED, STOPPING, EditController
+from .controller import APPLYING, DONE, DRAGGING, FITTING, IDLE, OPENING, QUEUED, STOPPING, EditController, plural
 from .document import DocumentError
 from .link import CONNECTING, OFFLINE, READY, DaemonLink
 
@@ -306,7 +306,7 @@ class DragPanel(QWidget):
     def observe(self) -> None:
         """Re-read what the document looks like now (active layer, selection, points)."""
         c = self.controller
-        c.observe_active_layer()
+        source, why = c.observe_active_layer()
         kdoc = c.document()
         self.pairs_list.clear()
         if kdoc is None:
@@ -317,7 +317,6 @@ class DragPanel(QWidget):
             self.points_label.setText("Points")
             self.refresh()
             return
-        source, why = c.source_choice()
         try:
             kdoc.check_source(source, why)
             self._source_ok = True
@@ -334,7 +333,7 @@ class DragPanel(QWidget):
         if kdoc.points_layer() is None:
             self.points_label.setText("Points: press “Points layer”, then draw lines")
         else:
-            self.points_label.setText(f"Points: {len(pairs)} pair{'s' if len(pairs) != 1 else ''}")
+            self.points_label.setText(f"Points: {plural(len(pairs), 'pair')}")
         self.refresh()
 
     def refresh(self) -> None:

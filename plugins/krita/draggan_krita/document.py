@@ -231,7 +231,7 @@ class KritaDocument:
         return out
 
     def add_arrows(self, pairs: list[Pair], color: str = "#ff2a6d") -> None:
-        """Draw pairs as arrows on the points layer (used by scripts and the self-test; people draw with tools).
+        """Draw pairs as arrows on the points layer (for scripts and the tests; people draw with tools).
 
         addShapesFromSvg reads the document's pixels, so the arrows are written in pixels at any resolution."""
         layer = self.ensure_points_layer()

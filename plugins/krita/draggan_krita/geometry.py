@@ -165,10 +165,6 @@ def line_from_shape_svg(svg: str, transform: Affine | None, px_per_pt: float) ->
     return pair if pair.length > 0.5 else None
 
 
-def has_end_marker(svg: str) -> bool:
-    return attribute(svg, "marker-end") not in (None, "", "none")
-
-
 def arrow_svg(pairs: list[Pair], pt_per_px: float = 1.0, color: str = "#ff2a6d", width_px: float = 2.0) -> str:
     """An SVG document with one arrow (a line with an end marker) per pair, for addShapesFromSvg.
 
@@ -191,11 +187,6 @@ def arrow_svg(pairs: list[Pair], pt_per_px: float = 1.0, color: str = "#ff2a6d",
         '<defs><marker id="draggan-arrow" orient="auto" markerUnits="strokeWidth" markerWidth="4" markerHeight="4" '
         f'refX="2" refY="2"><path d="M0 0L4 2L0 4Z" fill="{color}"/></marker></defs>' + "".join(body) + "</svg>"
     )
-
-
-def stroke_color(svg: str, default: str = "#ff2a6d") -> str:
-    c = attribute(svg, "stroke")
-    return c if c and re.fullmatch(r"#[0-9a-fA-F]{3,8}", c) else default
 
 
 # ---------------------------------------------------------------------------------------------------- rectangles
