@@ -18,6 +18,15 @@ START_DAEMON = "make run in the DragGAN Studio folder (or .venv/bin/draggan serv
 project's `.venv` and serves the bundled model). A bare `draggan serve` is on no PATH after that."""
 
 
+ARRIVAL_FIELDS = ("asked", "moved", "remaining")
+"""The per-handle arrival fields a 1.1 daemon sends on preview steps and job_done (PROTOCOL.md §6, drag)."""
+
+
+def has_arrival(content: Mapping[str, Any]) -> bool:
+    """Whether a drag event carries the daemon's measured arrival (a 1.0 daemon, or a plain step, does not)."""
+    return all(isinstance(content.get(k), (list, tuple)) and content.get(k) for k in ARRIVAL_FIELDS)
+
+
 def _floats(values: Any) -> list[float]:
     if not isinstance(values, Sequence) or isinstance(values, (str, bytes)):
         return []

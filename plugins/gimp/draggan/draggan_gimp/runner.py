@@ -29,7 +29,7 @@ from draggan_protocol import (
     read_connection_file,
 )
 from draggan_protocol.client import drag_request, image_from_message, layer_session_request
-from draggan_protocol.outcome import START_DAEMON, arrival_text, fallback_text, large_region_text
+from draggan_protocol.outcome import START_DAEMON, arrival_text, fallback_text, has_arrival, large_region_text
 
 from .errors import Cancelled, DaemonLost, PluginError
 from .pairs import Pair
@@ -276,14 +276,6 @@ def selection_mask(selection: Selection | None) -> bytes | None:
     if selection is None or selection.covers_everything:
         return None
     return selection.mask
-
-
-ARRIVAL_FIELDS = ("asked", "moved", "remaining")
-
-
-def has_arrival(content: dict[str, Any]) -> bool:
-    """Whether a drag event carries the daemon's measured arrival (protocol 1.1, preview steps and job_done)."""
-    return all(isinstance(content.get(k), (list, tuple)) and content.get(k) for k in ARRIVAL_FIELDS)
 
 
 def outcome_text(done: dict[str, Any]) -> str:
