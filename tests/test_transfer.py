@@ -216,7 +216,8 @@ def test_a_drag_stopped_early_says_not_reached_with_its_measured_distance():
         done = c.drag(sid, [(40.0, 40.0, 40.0, 60.0)], params={"steps": 1}, preview_every=0)
     assert done["state"] == "done" and done["steps"] == 1
     assert done["reached"] is False and done["asked"] == [20.0]
-    assert done["remaining"][0] > done["stop_distance"] and done["remaining"][0] > 20.0 - done["moved"][0] - 1e-6
+    (mx, my), remaining = done["measured"][0], done["remaining"][0]
+    assert remaining > done["stop_distance"] and remaining == pytest.approx(np.hypot(40.0 - mx, 60.0 - my), abs=1e-2)
     assert "not reached" in arrival_text(done)
 
 
