@@ -35,6 +35,7 @@ from typing import Any
 from .connection import ConnectionInfo, read_connection_file
 from .errors import DaemonError, DaemonUnreachable, ProtocolError
 from .framing import Message, decode, encode, make_header
+from .jobs import LOST, LOST_AFTER, REFUSED, Job
 from .signing import Signer
 from .transport import Transport, open_transport
 
@@ -84,6 +85,7 @@ class Client:
         self.last_rx: float | None = None  # monotonic time of the last message from the daemon
         self.daemon_info: dict[str, Any] | None = None
         self._heartbeats: set[str] = set()
+        self._job_started: dict[str, float] = {}  # request msg_id -> when the job was sent (for silence)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -198,30 +200,92 @@ class Client:
         return reply
 
     # ------------------------------------------------------------------ jobs
+    def start_job(
+        self,
+        msg_type: str,
+        content: dict[str, Any],
+        buffers: Sequence[Any] = (),
+        *,
+        fit_first: bool = False,
+        max_steps: int = 0,
+        lost_after: float | None = None,
+    ) -> Job:
+        """Send the request that starts a job and return its tracker (non-blocking; drive it with `follow`).
+
+        `lost_after` defaults to four heartbeat intervals (at least LOST_AFTER): the daemon answers every heartbeat
+        within milliseconds, even while it computes."""
+        limit = lost_after if lost_after is not None else max(LOST_AFTER, 4 * self.heartbeat_interval)
+        job = Job(msg_type, fit_first=fit_first, max_steps=max_steps, lost_after=limit)
+        job.start(self._send_for_job, msg_type, content, buffers)
+        self._job_started[job.request_id or ""] = time.monotonic()
+        return job
+
+    def _send_for_job(self, msg_type: str, content: dict, buffers: list) -> str:
+        return self.send(msg_type, content, buffers)
+
+    def follow(self, job: Job, timeout: float = 0.0) -> list[Message]:
+        """The job's messages that have arrived, waiting at most `timeout` s for the first; other messages are kept
+        for `poll()`. Sends heartbeats, and ends the job LOST when the daemon has been silent too long."""
+        self.heartbeat_if_due()
+        mine: list[Message] = []
+        kept: list[Message] = []
+        for m in self._inbox:
+            (mine if job.handle(m, self._send_for_job) else kept).append(m)
+        self._inbox.clear()
+        self._inbox.extend(kept)
+        deadline = time.monotonic() + (0.0 if mine else timeout)
+        while not job.finished:
+            msg = self._receive(max(0.0, deadline - time.monotonic()))
+            if msg is None:
+                if time.monotonic() >= deadline:
+                    break
+                continue
+            if job.handle(msg, self._send_for_job):
+                mine.append(msg)
+                deadline = 0.0  # drain what is already there, then return
+            else:
+                self._inbox.append(msg)
+        started = self._job_started.get(job.request_id or "", time.monotonic())
+        job.check(min(self.daemon_silent_for(), time.monotonic() - started))
+        if job.finished:
+            self._job_started.pop(job.request_id or "", None)
+        return mine
+
     def iter_job(
-        self, msg_type: str, content: dict[str, Any], buffers: Sequence[Any] = (), silence_timeout: float = 60.0
+        self,
+        msg_type: str,
+        content: dict[str, Any],
+        buffers: Sequence[Any] = (),
+        silence_timeout: float | None = None,
+        job: Job | None = None,
     ) -> Iterator[Message]:
         """Start a job and yield its messages (reply, job_queued, progress, ...) up to and including job_done.
 
-        Interrupting the iteration (KeyboardInterrupt, or closing the generator early) cancels the job.
-        """
-        reply = self.request(msg_type, content, buffers)
-        job_id = reply.content["job_id"]
-        yield reply
-        done = False
+        A refused request raises DaemonError, a daemon that stops answering for `silence_timeout` s (default: see
+        `start_job`) DaemonUnreachable. Interrupting the iteration (KeyboardInterrupt, or closing the generator
+        early) cancels the job. Pass `job` (from `start_job`, not yet followed) to read its fraction and words."""
+        job = job or self.start_job(msg_type, content, buffers, lost_after=silence_timeout)
         try:
-            while not done:
-                msg = self.wait_for(lambda m: m.content.get("job_id") == job_id, silence_timeout)
-                done = msg.msg_type == "job_done"
-                yield msg
+            while not job.finished:
+                for msg in self.follow(job, 0.25):
+                    if job.state == REFUSED and msg.msg_type != "job_done":
+                        break
+                    yield msg
+            if job.state == REFUSED and not job.result:  # the request itself was refused
+                raise DaemonError(job.error_code or "unknown", str(job.refusal.get("message", "")), job.refusal)
+            if job.state == LOST:
+                raise DaemonUnreachable(job.error)
         finally:
-            if not done:
-                self._cancel_quietly(job_id)
+            if not job.finished:
+                self._cancel_quietly(job)
 
-    def _cancel_quietly(self, job_id: str) -> None:
+    def _cancel_quietly(self, job: Job) -> None:
         try:
-            self.request("cancel", {"job_id": job_id}, timeout=5.0)
-            self.wait_for(lambda m: m.msg_type == "job_done" and m.content.get("job_id") == job_id, 30.0)
+            if job.job_id is not None:
+                self.request("cancel", {"job_id": job.job_id}, timeout=5.0)
+            end = time.monotonic() + 30.0
+            while not job.finished and time.monotonic() < end:
+                self.follow(job, 0.25)
         except (DaemonError, DaemonUnreachable):
             pass
 
@@ -231,18 +295,17 @@ class Client:
         content: dict[str, Any],
         buffers: Sequence[Any] = (),
         on_progress: ProgressCallback | None = None,
-        silence_timeout: float = 60.0,
+        silence_timeout: float | None = None,
+        job: Job | None = None,
     ) -> dict[str, Any]:
         """Run a job to the end; returns job_done's content; a failed job raises DaemonError."""
-        final: dict[str, Any] = {}
-        for msg in self.iter_job(msg_type, content, buffers, silence_timeout):
-            if msg.msg_type == "job_done":
-                final = msg.content
-            elif on_progress is not None and msg.msg_type in ("progress", "job_queued"):
+        job = job or self.start_job(msg_type, content, buffers, lost_after=silence_timeout)
+        for msg in self.iter_job(msg_type, content, buffers, job=job):
+            if on_progress is not None and msg.msg_type in ("progress", "job_queued"):
                 on_progress(msg)
-        if final.get("state") == "failed":
-            raise DaemonError(final.get("code", "internal_error"), final.get("message", "job failed"), final)
-        return final
+        if job.state == REFUSED:
+            raise DaemonError(job.error_code or "internal_error", job.result.get("message", "job failed"), job.result)
+        return job.result
 
     # ------------------------------------------------------------------ operations (blocking)
     def hello(self, timeout: float = 10.0) -> dict[str, Any]:

@@ -82,3 +82,42 @@ def large_region_text(region_side: float, model_resolution: int) -> str:
         f"The region is {factor:.0f}× the model's {model_resolution}-px picture: your pixels are kept and moved, "
         "but motion and any new content come from that small picture, so expect soft detail where it changes."
     )
+
+
+ERROR_HINTS = {
+    "too_large": "The layer is too large for the daemon: select a smaller area, or crop or scale the layer.",
+    "pixel_limit": "The daemon holds too many pixels already: finish or close other edits, or restart the daemon.",
+    "session_limit": "The daemon has too many open edits: finish or close other documents' edits, or restart it.",
+    "queue_full": "The daemon's queue is full: try again in a moment.",
+    "busy": "This edit is still working: wait for it to finish or press Stop.",
+    "model_not_found": "The daemon does not have that model: pick another one (or the daemon's default).",
+    "model_load_failed": "The daemon could not load that model: pick another one; its log says why.",
+    "session_not_found": "The daemon forgot this edit (it was restarted, or the edit sat idle): press the button "
+    "again to start a new one.",
+    "invalid_input": "The daemon could not use this input.",
+    "invalid_content": "The plug-in and the daemon disagree about a request: update both to the same version.",
+    "unsupported_version": "The plug-in and the daemon speak different protocol versions: update both.",
+    "unavailable": "This daemon cannot do that.",
+    "shutting_down": f"The daemon is shutting down. Start it again with: {START_DAEMON}.",
+    "replay_rejected": "The daemon refused a request as a replay: check that this computer's clock is right.",
+    "forbidden": "That edit belongs to another program connected to the daemon.",
+    "internal_error": "The daemon hit an internal error; its log says more.",
+}
+"""Plain words per error code (PROTOCOL.md §7), each naming what to do about it."""
+
+
+def error_text(code: str | None, message: str = "") -> str:
+    """An error reply or a failed job in plain words: the hint for its code, then the daemon's own message."""
+    hint = ERROR_HINTS.get(code or "", "")
+    message = (message or "").strip()
+    if hint and message:
+        return f"{hint} ({message})"
+    return hint or message or "The daemon reported an error."
+
+
+def lost_text(silent_for: float) -> str:
+    """A daemon that stopped answering (killed, crashed, its machine asleep), noticed by missed heartbeats."""
+    return (
+        f"The DragGAN daemon stopped answering (nothing for {silent_for:.0f} s; a working daemon answers every "
+        f"second). It may have crashed or been stopped. Start it again with: {START_DAEMON}."
+    )
