@@ -115,9 +115,11 @@ def error_text(code: str | None, message: str = "") -> str:
     return hint or message or "The daemon reported an error."
 
 
-def lost_text(silent_for: float) -> str:
-    """A daemon that stopped answering (killed, crashed, its machine asleep), noticed by missed heartbeats."""
+def lost_text(silent_for: float, doing: str = "") -> str:
+    """A daemon that stopped answering (killed, crashed, its machine asleep), noticed by missed heartbeats;
+    `doing` says when (e.g. "dragging")."""
+    when = f" while {doing}" if doing else ""
     return (
-        f"The DragGAN daemon stopped answering (nothing for {silent_for:.0f} s; a working daemon answers every "
+        f"The DragGAN daemon stopped answering{when} (nothing for {silent_for:.0f} s; a working daemon answers every "
         f"second). It may have crashed or been stopped. Start it again with: {START_DAEMON}."
     )

@@ -16,7 +16,9 @@ from draggan_gimp import pairs as P  # isort: skip
 from draggan_gimp import params, pixels  # isort: skip
 from draggan_gimp import runner  # isort: skip
 from draggan_gimp.errors import DaemonLost, PluginError  # isort: skip
-from draggan_gimp.runner import describe_daemon, model_names, progress_text, selection_mask  # isort: skip
+from draggan_gimp.runner import describe_daemon, lower_first, model_names, selection_mask  # isort: skip
+from draggan_protocol.outcome import has_arrival  # isort: skip
+from draggan_protocol.progress import FIT_SHARE, progress_words  # isort: skip
 
 
 # ---------------------------------------------------------------- strokes -> pairs
@@ -131,6 +133,12 @@ def test_parameters_match_the_protocol_and_the_pdb_rules() -> None:
     assert params.BY_NAME["steps"].maximum <= allowed["steps"].hi
 
 
+def progress_text(content, steps, arrival=None, fit_first=False):
+    """GIMP's progress line for one event: the client core's fraction and words, after "DragGAN: "."""
+    fraction, words = progress_words(content, max_steps=steps, arrival=arrival, fit_first=fit_first)
+    return fraction, "DragGAN: " + lower_first(words)
+
+
 def test_progress_text_and_daemon_description() -> None:
     drag = {"phase": "drag", "step": 5, "max_steps": 20}
     assert progress_text(drag, 200) == (0.25, "DragGAN: dragging, step 5 (at most 20)")
@@ -149,14 +157,14 @@ def test_progress_names_the_fit_in_plain_words_and_fills_one_bar() -> None:
         event = {"phase": "invert", "stage": stage, "fit_step": 30, "fit_steps": 120}
         fraction, text = progress_text(event, 200, fit_first=True)
         assert text == f"DragGAN: fitting your layer into the model ({words}), 25%"
-        assert fraction == 0.25 * runner.FIT_SHARE
+        assert fraction == 0.25 * FIT_SHARE
         assert " w" not in text and "pti" not in text
     # The drag fills the rest of the bar; a drag whose handles have come most of the way is most of the way done
     # although it has taken few of its steps (it ends when they arrive).
-    assert progress_text({"phase": "drag", "step": 0, "max_steps": 200}, 200, fit_first=True)[0] == runner.FIT_SHARE
+    assert progress_text({"phase": "drag", "step": 0, "max_steps": 200}, 200, fit_first=True)[0] == FIT_SHARE
     measured = {"asked": [10.0, 8.0], "moved": [8.0, 6.0], "remaining": [2.0, 2.0]}
     fraction, text = progress_text({"phase": "drag", "step": 17, "max_steps": 200}, 200, measured, fit_first=True)
-    assert fraction == runner.FIT_SHARE + (1 - runner.FIT_SHARE) * 0.75
+    assert fraction == FIT_SHARE + (1 - FIT_SHARE) * 0.75
     assert text.startswith("DragGAN: dragging, step 17 (at most 200) – Handles moved 8 of 10 px and 6 of 8 px")
     done = {"steps": 17, **measured, "reached": True}
     assert runner.finished_text(done, runner.outcome_text(done)) == (
@@ -270,7 +278,7 @@ def test_outcome_words_follow_the_measured_arrival() -> None:
     old = runner.outcome_text({"state": "done", "steps": 9, "reached": True})
     assert "Targets reached" not in old and "point tracker" in old
     assert "did not reach" in runner.outcome_text({"state": "done", "steps": 9, "reached": False})
-    assert not runner.has_arrival({"step": 3, "handles": [[1, 2]]}) and runner.has_arrival(DONE_SHORT)
+    assert not has_arrival({"step": 3, "handles": [[1, 2]]}) and has_arrival(DONE_SHORT)
 
 
 def test_progress_text_shows_the_latest_measured_progress() -> None:
@@ -435,7 +443,7 @@ def test_a_layer_run_says_fitting_while_it_fits_and_ends_with_the_arrival() -> N
         "DragGAN: fitting your layer into the model (details), 75%",
         "DragGAN: fitting your layer into the model (adjusting the model to your picture), 100%",
     ]
-    assert told.fractions == sorted(told.fractions) and told.fractions[2] == runner.FIT_SHARE
+    assert told.fractions == sorted(told.fractions) and told.fractions[2] == FIT_SHARE
     assert told.fractions[-1] == 1.0 and told.texts[-1] == "DragGAN: done after 40 steps. " + runner.outcome_text(
         DONE_SHORT
     )
@@ -491,7 +499,7 @@ def test_a_vanished_daemon_is_reported_within_seconds_whatever_the_timeout() -> 
     assert params.RunSettings.from_values({}).timeout == 4.0
     client = SilentAfterReply(LAYER_SESSION, [], DONE_SHORT, (96, 96))
     old_profile = params.RunSettings.from_values({"timeout": 60.0})
-    with pytest.raises(DaemonLost, match="stopped answering while dragging"):
+    with pytest.raises(DaemonLost, match="stopped answering while dragging.*The layer is unchanged"):
         runner.run_drag(client, FACE, None, _pairs([[(10, 10), (10, 2)]]), old_profile, Told())
     assert [t for t, _ in client.sent] == ["open_session", "drag"]
 

@@ -29,7 +29,9 @@ from draggan_protocol import (
     read_connection_file,
 )
 from draggan_protocol.client import drag_request, image_from_message, layer_session_request
-from draggan_protocol.outcome import START_DAEMON, arrival_text, fallback_text, has_arrival, large_region_text
+from draggan_protocol.jobs import HEARTBEAT_INTERVAL, LOST, LOST_AFTER, REFUSED, Job
+from draggan_protocol.outcome import START_DAEMON, arrival_text, error_text, fallback_text, large_region_text, lost_text
+from draggan_protocol.progress import plural
 
 from .errors import Cancelled, DaemonLost, PluginError
 from .pairs import Pair
@@ -38,10 +40,8 @@ from .pixels import Selection
 
 CLIENT_NAME = "gimp-draggan"
 HELLO_TIMEOUT = 5.0  # a daemon that is up answers hello in milliseconds
-HEARTBEAT_INTERVAL = 1.0
-# The daemon's socket loop answers a heartbeat within milliseconds even while its worker computes, so four missed
-# answers in a row mean it is gone. This bounds the 'timeout' setting (old profiles remember 60 s).
-LOST_AFTER = 4 * HEARTBEAT_INTERVAL
+# Heartbeats every HEARTBEAT_INTERVAL s, the daemon gone after LOST_AFTER s of silence (draggan_protocol.jobs);
+# LOST_AFTER also bounds the 'timeout' setting (old profiles remember 60 s).
 POLL_INTERVAL = 0.1
 CLOSE_TIMEOUT = 1.0
 # Preview steps carry the measured arrival that the progress text shows: every few steps with a preview layer,
@@ -198,11 +198,7 @@ class Conversation:
     def _check_alive(self, what: str) -> None:
         silent = self.client.daemon_silent_for()
         if silent > min(self.timeout, LOST_AFTER):
-            raise DaemonLost(
-                f"The DragGAN daemon stopped answering while {what} (nothing for {silent:.0f} s; a working daemon "
-                "answers every second).\n"
-                f"It may have crashed or been stopped; the layer is unchanged. Start it again with: {START_DAEMON}."
-            )
+            raise DaemonLost(lost_while(silent, what))
 
     def request(self, msg_type: str, content: dict[str, Any], buffers: Sequence[Any] = (), what: str = "") -> Message:
         """Send a request and wait for its reply while the daemon keeps answering heartbeats."""
@@ -223,52 +219,52 @@ class Conversation:
         content: dict[str, Any],
         buffers: Sequence[Any],
         what: str,
-        on_progress: Callable[[Message], None],
+        on_progress: Callable[[Message, Job], None],
+        fit_first: bool = False,
+        max_steps: int = 0,
     ) -> dict[str, Any]:
-        """Run a job to its job_done; stops (cancels) it when the feedback asks to. Returns job_done's content."""
-        reply = self.request(msg_type, content, buffers, what)
-        job_id = reply.content["job_id"]
-        if self.watcher is not None:
-            self.watcher.arm(job_id)
-        cancel_sent = False
+        """Run a job to its end with the client core's tracker; stops (cancels) it when the feedback asks to.
+
+        Returns job_done's content (done or stopped); a refused job raises PluginError, a lost daemon DaemonLost."""
+        job = Job(msg_type, fit_first=fit_first, max_steps=max_steps, lost_after=min(self.timeout, LOST_AFTER))
+        job.start(self.client.send, msg_type, content, buffers)
+        send = self.client.send
         try:
-            while True:
+            while not job.finished:
                 for msg in self._poll():
-                    if msg.content.get("job_id") != job_id:
-                        continue
-                    if msg.msg_type == "job_done":
-                        if msg.content.get("state") == "failed":
-                            raise daemon_error_to_plugin_error(msg.content, what)
-                        return msg.content
-                    if msg.msg_type == "job_queued":
-                        pos = msg.content.get("position")
-                        self.feedback.status(f"DragGAN: waiting for the daemon (queue position {pos})")
-                    elif msg.msg_type == "progress":
-                        on_progress(msg)
-                    elif msg.msg_type == "error":
-                        raise daemon_error_to_plugin_error(msg.content, what)
-                if not cancel_sent and self.feedback.stop_requested():
-                    self.client.send("cancel", {"job_id": job_id})
-                    cancel_sent = True
-                self._check_alive(what)
+                    kind = job.handle(msg, send)
+                    if kind == "reply" and self.watcher is not None and job.job_id is not None:
+                        self.watcher.arm(job.job_id)
+                    elif kind == "queued" or (kind == "reply" and job.queue_position > 0):
+                        self.feedback.status("DragGAN: " + lower_first(job.text))
+                    elif kind == "progress":
+                        on_progress(msg, job)
+                if not job.finished and self.feedback.stop_requested():
+                    job.cancel(send)
+                if not job.finished:
+                    job.check(self.client.daemon_silent_for())
         finally:
             if self.watcher is not None:
                 self.watcher.disarm()
+        if job.state == LOST:
+            raise DaemonLost(lost_while(self.client.daemon_silent_for(), what))
+        if job.state == REFUSED:
+            raise PluginError(f"DragGAN failed while {what}: {job.error}")
+        return job.result
+
+
+def lower_first(text: str) -> str:
+    """The client core's words inside GIMP's "DragGAN: …" progress line."""
+    return text[:1].lower() + text[1:]
+
+
+def lost_while(silent_for: float, what: str) -> str:
+    return lost_text(silent_for, what) + " The layer is unchanged."
 
 
 def daemon_error_to_plugin_error(content: dict[str, Any], what: str) -> PluginError:
-    code = content.get("code", "error")
-    message = content.get("message") or "no details"
-    hints = {
-        "model_not_found": "Pick another model in the dialog (or leave it empty for the daemon's default).",
-        "pixel_limit": "The daemon holds too many pixels; close other sessions or use a smaller layer.",
-        "session_limit": "The daemon has too many open sessions; close other editors using it.",
-        "too_large": "The layer is larger than the daemon accepts; crop it or select a smaller region.",
-        "queue_full": "The daemon is busy; try again in a moment.",
-        "invalid_input": "",
-    }
-    hint = hints.get(code, "")
-    return PluginError(f"DragGAN failed while {what}: {message} ({code}).{(' ' + hint) if hint else ''}")
+    """An error reply to a request (not a job) in the client core's words."""
+    return PluginError(f"DragGAN failed while {what}: {error_text(content.get('code'), content.get('message', ''))}")
 
 
 def selection_mask(selection: Selection | None) -> bytes | None:
@@ -295,64 +291,9 @@ def region_warning(session: dict[str, Any]) -> str:
     return large_region_text(side, resolution)
 
 
-FIT_SHARE = 0.5  # of the progress bar, for a run that fits the layer before it drags
-STAGE_WORDS = {  # the fit's stages (PROTOCOL.md, invert), in the words of someone who never read the paper
-    "w": "overall look",
-    "w+": "details",
-    "pti": "adjusting the model to your picture",
-}
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
-def _toward_targets(arrival: dict[str, Any] | None) -> float:
-    """How far the slowest handle has come, as a share of its asked move (0 without measured fields)."""
-    if arrival is None:
-        return 0.0
-    try:
-        shares = [float(m) / float(a) for m, a in zip(arrival["moved"], arrival["asked"], strict=True) if float(a) > 0]
-    except (KeyError, TypeError, ValueError):
-        return 0.0
-    return min(max(min(shares), 0.0), 1.0) if shares else 0.0
-
-
-def progress_text(
-    content: dict[str, Any], steps: int, arrival: dict[str, Any] | None = None, fit_first: bool = False
-) -> tuple[float, str]:
-    """Progress-bar fraction (of the whole run) and text for a progress event: fitting the layer, then dragging.
-
-    `fit_first`: the run fits the layer before it drags, so the fit fills the first FIT_SHARE of the bar and the
-    drag the rest. The drag's share is the larger of its steps (out of the most it may take) and how far the
-    slowest handle has really come (`arrival`: the latest drag event that carried measured arrival fields), since a
-    drag ends early when the handles arrive. Its words follow the step count, so the bar says how far the content
-    has moved, not where the point tracker thinks it is.
-    """
-    step = int(content.get("step") or 0)
-    if content.get("phase") == "invert":
-        stage = STAGE_WORDS.get(str(content.get("stage") or ""), "")
-        fit_steps = int(content.get("fit_steps") or 0)
-        if fit_steps:  # one bar over all stages
-            share = min(int(content.get("fit_step") or 0) / fit_steps, 1.0)
-        else:
-            total = int(content.get("steps") or 0)
-            share = min(step / total, 1.0) if total else 0.0
-        words = f" ({stage})" if stage else ""
-        text = f"DragGAN: fitting your layer into the model{words}, {int(100 * share)}%"
-        return (FIT_SHARE if fit_first else 1.0) * share, text
-    total = int(content.get("max_steps") or steps) or 1
-    share = max(min(step / total, 1.0), _toward_targets(arrival))
-    text = f"DragGAN: dragging, step {step} (at most {total})"
-    if arrival is not None:
-        text += " – " + arrival_text(arrival)
-    base = FIT_SHARE if fit_first else 0.0
-    return base + (1.0 - base) * share, text
-
-
 def finished_text(done: dict[str, Any], summary: str) -> str:
     """The progress bar's last words: the steps taken and whether the handles arrived (the outcome)."""
-    return f"DragGAN: done after {_plural(int(done.get('steps') or 0), 'step')}. {summary}"
+    return f"DragGAN: done after {plural(int(done.get('steps') or 0), 'step')}. {summary}"
 
 
 def seed_pairs_problem(pairs: Sequence[Pair], size: tuple[int, int], offset: tuple[int, int], seed: int) -> str:
@@ -369,7 +310,7 @@ def seed_pairs_problem(pairs: Sequence[Pair], size: tuple[int, int], offset: tup
     first = outside[0]
     where = f"({first.handle[0] + ox:.0f}, {first.handle[1] + oy:.0f}) -> ({first.target[0] + ox:.0f}, "
     where += f"{first.target[1] + oy:.0f})"
-    others = f" and {_plural(len(outside) - 1, 'other stroke')}" if len(outside) > 1 else ""
+    others = f" and {plural(len(outside) - 1, 'other stroke')}" if len(outside) > 1 else ""
     return (
         f"Without 'Fit my layer into the model first', DragGAN drags the model's own picture number {seed} instead "
         f"of your layer: {w} × {h} px, from ({ox}, {oy}) to ({ox + w - 1}, {oy + h - 1}) in the image. Stroke "
@@ -435,25 +376,18 @@ def run_drag(
             output=settings.output,
         )
         phases: list[str] = []
-        latest: dict[str, Any] | None = None  # the last drag event with measured arrival fields
-        shown = 0.0  # the bar never goes back (a handle's measured progress can)
 
-        def on_progress(msg: Message) -> None:
-            nonlocal latest, shown
-            c = msg.content
-            if not phases or phases[-1] != c.get("phase"):
-                phases.append(str(c.get("phase")))
-            if c.get("phase") == "drag" and has_arrival(c):
-                latest = c
-            fraction, text = progress_text(c, settings.steps, latest, fit_first=settings.invert_first)
-            shown = max(shown, fraction)
-            feedback.progress(shown, text)
-            if settings.preview_layer and isinstance(c.get("preview"), dict):
+        def on_progress(msg: Message, job: Job) -> None:
+            phases[:] = job.phases
+            feedback.progress(job.fraction, "DragGAN: " + lower_first(job.text))
+            if settings.preview_layer and isinstance(msg.content.get("preview"), dict):
                 feedback.preview(image_from_message(msg, "preview"))
 
         # A new layer session is fitted first, inside the drag job: say what really happens first.
         feedback.status("DragGAN: fitting your layer into the model" if settings.invert_first else "DragGAN: dragging")
-        done = talk.job("drag", content, buffers, "dragging", on_progress)
+        done = talk.job(
+            "drag", content, buffers, "dragging", on_progress, fit_first=settings.invert_first, max_steps=settings.steps
+        )
         if done.get("state") == "cancelled":
             if feedback.stop_requested():
                 raise Cancelled()
