@@ -376,10 +376,9 @@ def test_settings_through_krita_and_qsettings(tmp_path):
     assert st.load(st.QtStore(QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat))).preview_every == 9
 
 
-def test_plain_error_texts():
-    assert "too large" in ctl.plain_error("too_large", "the layer is 9000x9000")
-    assert ctl.plain_error(None, "") == "The daemon reported an error."
-    assert ctl.plain_error("weird", "boom") == "boom"
+def test_error_texts_are_the_client_cores():
+    assert "too large" in ctl.error_text("too_large", "the layer is 9000x9000")
+    assert not hasattr(ctl, "plain_error") and not hasattr(ctl, "_CODE_HINTS")  # one wording, in draggan_protocol
 
 
 def test_registration_with_krita():
@@ -411,7 +410,17 @@ ARRIVAL = {"asked": [12.0, 14.0], "moved": [7.0, 11.0], "remaining": [5.2, 3.0],
 
 def progress_event(job_id: str, step: int, **fields) -> SimpleNamespace:
     content = {"job_id": job_id, "phase": "drag", "step": step, "max_steps": 200, "loss": 0.5, **fields}
-    return SimpleNamespace(msg_type="progress", content=content, buffers=[], parent=None)
+    return SimpleNamespace(msg_type="progress", content=content, buffers=[], parent=None, is_error=False)
+
+
+def running_drag(c) -> None:
+    """Make `c` follow a drag job "j1" that the daemon has accepted (as the client core's tracker sees it)."""
+    from draggan_protocol import jobs
+
+    c.job = jobs.Job("drag", max_steps=200)
+    c.job.request_id = "r1"
+    c.job.handle(SimpleNamespace(msg_type="drag_reply", parent="r1", content={"job_id": "j1"}, is_error=False))
+    c.phase = ctl.DRAGGING
 
 
 def test_measured_progress_and_outcome_in_plain_words(qtbot, tmp_path):
@@ -420,14 +429,18 @@ def test_measured_progress_and_outcome_in_plain_words(qtbot, tmp_path):
     app, _doc = make_doc(bytes(R * R * 4))
     panel = make_panel(qtbot, app, tmp_path / "none.json")
     c = panel.controller
-    c.phase, c.job_id = ctl.DRAGGING, "j1"
-    c._on_progress(progress_event("j1", 5))  # a step without a preview: no measurement yet
-    assert panel.status_label.text() == "Dragging… step 5 of 200, loss 0.5"
-    c._on_progress(progress_event("j1", 10, output="transfer", **ARRIVAL))
+    running_drag(c)
+    c._on_message(progress_event("j1", 5))  # a step without a preview: no measurement yet
+    assert panel.status_label.text() == "Dragging, step 5 (at most 200)."  # a limit, not a plan; no loss figure
+    assert c.progress == (25, 1000)
+    c._on_message(progress_event("j1", 10, output="transfer", **ARRIVAL))
     measured = "Handles moved 7 of 12 px and 11 of 14 px; not reached (5.2 px still to go)."
-    assert panel.status_label.text() == "Dragging… step 10 of 200. " + measured
-    c._on_progress(progress_event("j1", 11))  # later steps keep the latest measurement
-    assert panel.status_label.text().startswith("Dragging… step 11 of 200. Handles moved 7 of 12 px")
+    assert panel.status_label.text() == "Dragging, step 10 (at most 200) – " + measured
+    assert c.progress == (round(1000 * 7 / 12), 1000)  # the slowest handle's share, more than 10 of 200 steps
+    c._on_message(progress_event("j1", 11))  # later steps keep the latest measurement
+    assert panel.status_label.text().startswith("Dragging, step 11 (at most 200) – Handles moved 7 of 12 px")
+    c._on_message(progress_event("other", 12))  # another job's event is not this one's
+    assert panel.status_label.text().startswith("Dragging, step 11")
 
     # Not reached, although the point tracker claims it: the measured words win.
     c.last_done = {"state": "done", "steps": 37, "reached": False, "tracker_reached": True, "output": "transfer"}

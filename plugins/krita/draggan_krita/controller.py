@@ -27,8 +27,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from draggan_protocol import jobs
 from draggan_protocol.client import drag_request, layer_session_request
-from draggan_protocol.outcome import arrival_text, fallback_text, has_arrival, large_region_text
+from draggan_protocol.outcome import arrival_text, error_text, fallback_text, large_region_text
+from draggan_protocol.progress import plural, queued_words
 from PyQt5.QtCore import QObject, QTimer, pyqtSignal
 
 from . import geometry
@@ -46,24 +48,6 @@ DONE = "done"
 APPLYING = "applying"
 BUSY_PHASES = (OPENING, QUEUED, FITTING, DRAGGING, STOPPING, APPLYING)
 
-_CODE_HINTS = {
-    "too_large": "The layer is too large for the daemon.",
-    "pixel_limit": "The daemon holds too many layers already; close other edits or restart it.",
-    "session_limit": "The daemon has too many open edits; close other documents' edits or restart it.",
-    "queue_full": "The daemon's queue is full; try again in a moment.",
-    "model_not_found": "The chosen model is not loaded by the daemon; pick another in Parameters.",
-    "invalid_input": "The daemon could not use this input.",
-    "unavailable": "This daemon cannot do that.",
-}
-
-
-def plain_error(code: str | None, message: str) -> str:
-    hint = _CODE_HINTS.get(code or "")
-    message = (message or "").strip()
-    if hint and message:
-        return f"{hint} ({message})"
-    return hint or message or "The daemon reported an error."
-
 
 @dataclass
 class Session:
@@ -76,11 +60,6 @@ class Session:
     inverted: bool = False
     region_side: int = 0  # the longer side of the region the daemon edits, layer pixels
     resolution: int = 0  # the model's
-
-
-def plural(n: int, noun: str) -> str:
-    """E.g. "1 step", "3 steps"."""
-    return f"{n} {noun}{'s' if n != 1 else ''}"
 
 
 def sentence(text: str) -> str:
@@ -105,9 +84,8 @@ class EditController(QObject):
         self.queue_position = 0
         self.session: Session | None = None
         self.source_id: str | None = None  # the paint layer last seen active
-        self.job_id: str | None = None
+        self.job: jobs.Job | None = None  # the fit or drag running now (the client core's tracker)
         self.last_done: dict[str, Any] = {}
-        self.arrival: dict[str, Any] = {}  # the latest drag event with measured arrival fields
         self.previews_shown = 0
         self._pending: dict[str, str] = {}  # msg_id -> what the reply is for
         self._after_open: str | None = None  # "fit" | "drag" once the session is open
@@ -123,6 +101,15 @@ class EditController(QObject):
         link.lost.connect(self._on_lost)
 
     # ------------------------------------------------------------------ what the docker shows
+    @property
+    def job_id(self) -> str | None:
+        return self.job.job_id if self.job is not None else None
+
+    @property
+    def arrival(self) -> dict[str, Any]:
+        """The latest drag event with measured arrival fields ({} before the first)."""
+        return self.job.arrival if self.job is not None else {}
+
     @property
     def busy(self) -> bool:
         return self.phase in BUSY_PHASES
@@ -204,9 +191,9 @@ class EditController(QObject):
         self._start("drag")
 
     def stop(self) -> None:
-        if self.job_id and self.phase in (QUEUED, FITTING, DRAGGING):
+        if self.job is not None and not self.job.finished and self.phase in (QUEUED, FITTING, DRAGGING):
             try:
-                self._request("cancel", {"job_id": self.job_id}, "cancel")
+                self.job.cancel(self.link.send)  # before the reply named the job: sent when it does
             except ConnectionError as exc:
                 self._fail(str(exc))
                 return
@@ -311,7 +298,7 @@ class EditController(QObject):
         try:
             if action == "fit":
                 content = {"session_id": s.session_id, "preset": self.params.invert_preset}
-                self._request("invert", content, "job")
+                self._start_job("invert", content, [])
                 self._set_phase(QUEUED, "Fitting the layer into the model…")
             else:
                 dx, dy = -s.rect[0], -s.rect[1]
@@ -326,43 +313,44 @@ class EditController(QObject):
                 )
                 # Nothing is added to the document here: the preview layer comes with the first preview, so a drag
                 # the daemon refuses leaves neither a layer nor an undo step behind.
-                self._request("drag", content, "job", buffers)
+                self._start_job("drag", content, buffers, fit_first=not s.inverted)
                 self.previews_shown = 0
-                self.arrival = {}
                 self._set_phase(QUEUED, f"Dragging {plural(len(points), 'point')}…")
         except ConnectionError as exc:
             self._fail(str(exc))
 
     # ------------------------------------------------------------------ messages
+    def _start_job(self, kind: str, content: dict[str, Any], buffers: list[Any], fit_first: bool = False) -> None:
+        job = jobs.Job(kind, fit_first=fit_first, max_steps=self.params.steps if kind == "drag" else 0)
+        job.start(self.link.send, kind, content, buffers)  # a ConnectionError leaves no job behind
+        self.job = job
+        self.progress = (0, 0)
+
     def _request(self, msg_type: str, content: dict[str, Any], purpose: str, buffers: list[Any] | None = None) -> str:
         msg_id = self.link.send(msg_type, content, buffers or [])
         self._pending[msg_id] = purpose
         return msg_id
 
     def _on_message(self, msg: Any) -> None:
+        job = self.job
+        if job is not None:
+            kind = job.handle(msg, self.link.send)
+            if kind is not None:
+                self._on_job(kind, msg)
+                return
         purpose = self._pending.get(msg.parent or "")
         if purpose is None:
             return
         if msg.msg_type.endswith("_reply"):
             del self._pending[msg.parent]
             self._on_reply(purpose, msg)
-        elif msg.content.get("job_id") == self.job_id:
-            if msg.msg_type == "job_queued":
-                self._on_queued(int(msg.content.get("position", 0)))
-            elif msg.msg_type == "progress":
-                self._on_progress(msg)
-            elif msg.msg_type == "job_done":
-                self._pending.pop(msg.parent, None)
-                self._on_done(msg.content)
 
     def _on_reply(self, purpose: str, msg: Any) -> None:
         c = msg.content
         if msg.is_error:
             if purpose in ("cancel", "reset", "close"):
                 return  # nothing depends on these; the job's own events tell the rest
-            if purpose == "job" and c.get("code") == "session_not_found":
-                self.session = None  # expired on the daemon: a new one next time
-            self._fail(plain_error(c.get("code"), c.get("message", "")))
+            self._fail(error_text(c.get("code"), c.get("message", "")))
             return
         if purpose == "status":
             if self.phase == OPENING:
@@ -391,10 +379,6 @@ class EditController(QObject):
                 self._set_phase(IDLE, "Ready.")
             else:
                 self._continue(action)
-        elif purpose == "job":
-            self.job_id = c["job_id"]
-            self._pending[msg.parent] = "job"  # the job's events carry the drag/invert request as their parent
-            self._on_queued(int(c.get("queue_position", 0)))
         elif purpose == "preview_final":
             self._show_image(c, msg.buffers)
             self._set_phase(DONE, self._done_text())
@@ -416,63 +400,65 @@ class EditController(QObject):
             self._request("status", {}, "status")
 
     def _on_queued(self, position: int, phase: str = QUEUED) -> None:
+        """An upload (OPENING) or a job waiting behind other work on the daemon."""
         self.queue_position = position
         if position > 0:
-            self._set_phase(phase, f"Waiting for the daemon: number {position} in the queue.")
+            self._set_phase(phase, sentence(queued_words(position)))
         elif self.phase in (QUEUED, OPENING):
             self._set_phase(QUEUED, "Starting…")
 
+    def _on_job(self, kind: str, msg: Any) -> None:
+        """A message of the running job, already taken in by its tracker (self.job)."""
+        job = self.job
+        assert job is not None
+        if kind in ("reply", "queued"):
+            if job.state == jobs.QUEUED and self.phase != STOPPING:
+                self._on_queued(job.queue_position)
+        elif kind == "progress":
+            self._on_progress(msg)
+        elif kind == "done":
+            self._on_done(job)
+
     def _on_progress(self, msg: Any) -> None:
-        c = msg.content
-        step, total = int(c.get("step", 0)), int(c.get("max_steps", 0) or c.get("steps", 0) or 0)
+        job = self.job
+        assert job is not None
         self.queue_position = 0
-        if c.get("phase") == "invert":
-            fit_step, fit_steps = int(c.get("fit_step", 0) or 0), int(c.get("fit_steps", 0) or 0)
-            self.progress = (fit_step, fit_steps) if fit_steps else (step, total)  # one bar over all stages
-            stage = c.get("stage") or c.get("name") or ""
-            stage_text = f" ({stage})" if isinstance(stage, str) and stage else ""
-            done_text = f"{100 * fit_step // fit_steps}%" if fit_steps else f"step {step}"
+        self.progress = (round(1000 * job.fraction), 1000)  # fit and drag on one bar
+        c = msg.content
+        if job.phase == "invert":
             if self.phase != STOPPING:
-                self._set_phase(FITTING, f"Fitting the layer into the model{stage_text}… {done_text}")
+                self._set_phase(FITTING, sentence(job.text))
             return
-        self.progress = (step, total)
         if "preview" in c:
             self._show_image(c["preview"], msg.buffers, rgba=c["preview"].get("format") == "RGBA8")
             self.previews_shown += 1
-        if has_arrival(c):
-            self.arrival = dict(c)
         if self.phase != STOPPING:
-            self._set_phase(DRAGGING, self._dragging_text(step, total, c.get("loss")))
+            words = (sentence(job.text), sentence(fallback_text(job.arrival)))
+            self._set_phase(DRAGGING, " ".join(filter(None, words)))
 
-    def _dragging_text(self, step: int, total: int, loss: Any) -> str:
-        """The step, and how far the content has moved by the latest measurement (the loss for a 1.0 daemon)."""
-        head = f"Dragging… step {step} of {total}"
-        if self.arrival:
-            words = (head + ".", sentence(arrival_text(self.arrival)), sentence(fallback_text(self.arrival)))
-            return " ".join(filter(None, words))
-        return head + (f", loss {loss:.3g}" if isinstance(loss, (int, float)) else "")
-
-    def _on_done(self, c: dict[str, Any]) -> None:
-        state = c.get("state")
-        self.job_id = None
+    def _on_done(self, job: jobs.Job) -> None:
+        c = job.result
         self.last_done = dict(c)
-        if state == "failed":
-            self._fail(plain_error(c.get("code"), c.get("message", "")))
+        if job.state in (jobs.REFUSED, jobs.LOST):
+            if job.error_code == "session_not_found":
+                self.session = None  # expired on the daemon: a new one next time
+            self._fail(job.error)
             self.finished.emit("failed")
             return
+        state = "cancelled" if job.state == jobs.STOPPED else "done"
         if self.session is not None:
             self.session.inverted = True
-        if c.get("kind") == "invert":
+        if job.kind == "invert":
             fitted = "Fitted." if state == "done" else "Fitting stopped; the part fitted so far is kept."
             self._set_phase(IDLE, f"{fitted} Draw lines on the points layer and press Drag.")
-            self.finished.emit(state or "done")
+            self.finished.emit(state)
             return
-        if int(c.get("steps", 0)) <= 0:
+        if job.steps <= 0:
             kdoc = self.work_document()
             if kdoc is not None:
                 kdoc.remove_preview()
             self._set_phase(IDLE, "Stopped before the first step; nothing changed.")
-            self.finished.emit(state or "cancelled")
+            self.finished.emit(state)
             return
         # The last preview may be a few steps old: fetch the final pixels for the preview layer.
         try:
@@ -481,7 +467,7 @@ class EditController(QObject):
         except (ConnectionError, AttributeError) as exc:
             self._fail(str(exc))
             return
-        self.finished.emit(state or "done")
+        self.finished.emit(state)
 
     def _done_text(self) -> str:
         """How the drag ended, in plain words: the measured outcome, a fallback if any, what to do next."""
@@ -516,7 +502,8 @@ class EditController(QObject):
     def _on_lost(self, reason: str) -> None:
         was_busy = self.busy or self.phase == DONE
         self.session = None
-        self.job_id = None
+        if self.job is not None:
+            self.job.lose(reason)  # the job ends LOST: nothing more can come for it
         self._pending.clear()
         if was_busy:
             self._fail(f"{sentence(reason)} The document is as it was before the drag.")
@@ -529,7 +516,8 @@ class EditController(QObject):
             kdoc.remove_preview()
         if not keep_session and self.phase == OPENING:
             self.session = None
-        self.job_id = None
+        if self.job is not None:
+            self.job.lose(text)  # given up on here: a late message of it is not taken for a new job's
         self._after_open = None
         # A lost link is reported once with what it meant for the document; the send that noticed it fails with
         # the bare reason right after, which must not replace the fuller message.

@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from draggan_protocol.outcome import START_DAEMON
+from draggan_protocol.jobs import HEARTBEAT_INTERVAL, LOST_AFTER
+from draggan_protocol.outcome import START_DAEMON, lost_text
 from PyQt5.QtCore import QObject, QSocketNotifier, QTimer, pyqtSignal
 
 OFFLINE = "offline"
@@ -152,10 +153,11 @@ class DaemonLink(QObject):
                 f"program on that port). Restart it with: {START_COMMAND}."
             )
         elif self.state == READY:
+            # Heartbeats go out every HEARTBEAT_INTERVAL s and a daemon answers each within milliseconds, even while
+            # it computes: after LOST_AFTER s of silence it is gone, and a running job is reported lost.
             silent = self.client.daemon_silent_for()
-            limit = 3 * float(self.info.get("heartbeat_interval") or 5.0) + 10.0
-            if silent > limit:
-                self._lose(f"The DragGAN daemon stopped answering. Start it again with: {START_COMMAND}.")
+            if silent > LOST_AFTER:
+                self._lose(lost_text(silent))
 
     def _try_connect(self, now: float) -> None:
         from draggan_protocol.client import Client
@@ -178,6 +180,7 @@ class DaemonLink(QObject):
                 curve=info.curve_tuple(),
                 transport_kind=default_transport(),
                 client_name=self.client_name,
+                heartbeat_interval=HEARTBEAT_INTERVAL,
             )
         except (OSError, ValueError) as exc:
             self.client = None
