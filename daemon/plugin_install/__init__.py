@@ -8,8 +8,17 @@ from __future__ import annotations
 
 import importlib
 import sys
+from pathlib import Path
 
 TARGETS = {"krita": ("package", "install"), "gimp": ("install",)}
+
+
+def daemon_hint() -> dict[str, object]:
+    """What a plugin's "Start the daemon" runs (draggan_protocol.launcher): this Python's daemon, this checkout."""
+    from draggan_protocol.launcher import installer_hint
+
+    project = Path(__file__).resolve().parents[2]
+    return installer_hint(project if (project / "pyproject.toml").is_file() else None)
 
 
 def usage() -> str:

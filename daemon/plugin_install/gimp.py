@@ -12,13 +12,17 @@ GIMP only runs `plug-ins/NAME/NAME.py`, so the folder and the script share the n
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import stat
 import sys
 from pathlib import Path
 
+from draggan_protocol.launcher import HINT_FILE
 from draggan_protocol.outcome import START_DAEMON
+
+from . import daemon_hint
 
 PLUGIN_NAME = "draggan"
 GIMP_SERIES = "3.0"
@@ -102,6 +106,7 @@ def install(dest_dir: Path, vendor: bool = True) -> Path:
     dest_dir.mkdir(parents=True, exist_ok=True)
     shutil.copytree(src, target, ignore=_IGNORE)
     _copy_package("draggan_protocol", target)
+    (target / HINT_FILE).write_text(json.dumps(daemon_hint(), indent=1), encoding="utf-8")  # for "Start the daemon"
     if vendor:
         try:
             _copy_package("msgpack", target / "vendor", pure_python_only=True)

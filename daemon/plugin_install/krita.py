@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import shutil
 import sys
@@ -18,7 +19,10 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from draggan_protocol.launcher import HINT_FILE
 from draggan_protocol.outcome import START_DAEMON
+
+from . import daemon_hint
 
 PLUGIN_NAME = "draggan_krita"
 ZIP_NAME = "draggan-krita.zip"
@@ -84,6 +88,9 @@ def build_zip(out: Path) -> Path:
         _add_tree(zf, src / PLUGIN_NAME, PLUGIN_NAME)
         _add_tree(zf, _package_dir("draggan_protocol"), f"{PLUGIN_NAME}/vendor/draggan_protocol")
         _add_tree(zf, _package_dir("msgpack"), f"{PLUGIN_NAME}/vendor/msgpack")
+        info = zipfile.ZipInfo(f"{PLUGIN_NAME}/{HINT_FILE}", date_time=(2024, 1, 1, 0, 0, 0))
+        info.external_attr = 0o644 << 16
+        zf.writestr(info, json.dumps(daemon_hint(), indent=1))  # for "Start the daemon" (draggan_protocol.launcher)
         info = zipfile.ZipInfo(f"{PLUGIN_NAME}/vendor/README.txt", date_time=(2024, 1, 1, 0, 0, 0))
         info.external_attr = 0o644 << 16
         zf.writestr(info, _vendor_notice())
