@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from . import parameters
 from .errors import ProtocolError
 from .spec import DEFAULT_LIMITS, OUTPUT_MODES, PIXEL_FORMATS, REQUEST_TYPES, ErrorCode
 
@@ -130,18 +131,27 @@ _IMAGE = {
     "buffer": _BUFFER,
 }
 _MASK = {"format": F("str", default="A8", choices=("A8",)), "buffer": F("int", required=True, lo=0, hi=3)}
-_DRAG_PARAMS = {
-    "steps": F("int", default=200, lo=1, hi=L["max_steps"]),
-    "lr": F("float", lo=1e-6, hi=1.0),
-    "mask_weight": F("float", lo=0.0, hi=1e4),
-    "latent_space": F("str", choices=("w", "w+")),
-    "optimised_layers": F("int", lo=1, hi=64),
-    "r1": F("float", lo=0.5, hi=256.0),
-    "r2": F("float", lo=0.5, hi=256.0),
-    "stop_distance": F("float", lo=0.0, hi=1e4),
-    "seed": F("int", lo=0, hi=2**32 - 1),
-    "measured_arrival": F("bool"),
-}
+
+
+def _from_table(name: str, fill_default: bool = True) -> F:
+    """The schema field of drag parameter `name`, its range, choices and default read from `parameters.TABLE`.
+
+    A default of None (the daemon works the value out) is never filled in; `fill_default=False` leaves a concrete
+    default out too, so that an omitted field stays omitted and the engine applies its own default (which
+    DragConfig reads from the same table).
+    """
+    p = parameters.get(name)
+    default = p.default if fill_default and p.default is not None else _MISSING
+    return F(p.kind, default=default, lo=p.minimum, hi=p.maximum, choices=p.choices, nullable=p.nullable)
+
+
+# Inside `params` only `steps` is filled in (progress events report it as max_steps); the others stay omitted
+# when omitted: "the engine's defaults" (PROTOCOL.md §6), which are the table's.
+_DRAG_PARAMS = {name: _from_table(name, fill_default=name == "steps") for name in parameters.names(parameters.PARAMS)}
+_TABLE_REQUEST = {name: _from_table(name) for name in parameters.names(parameters.REQUEST)}
+# The table holds what a drag may ask for; the announced limits and the output modes must say the same.
+assert parameters.get("steps").maximum == L["max_steps"], "parameters.TABLE steps maximum != max_steps"
+assert parameters.get("output").choices == OUTPUT_MODES, "parameters.TABLE output choices != OUTPUT_MODES"
 _INVERT_PARAMS = {
     "w_steps": F("int", lo=0, hi=L["max_steps"]),
     "wplus_steps": F("int", lo=0, hi=L["max_steps"]),
@@ -167,7 +177,7 @@ SCHEMAS: dict[str, dict[str, F]] = {
     },
     "invert": {
         "session_id": _SESSION,
-        "preset": F("str", default="fast", choices=("fast", "quality")),
+        "preset": _from_table("invert_preset"),  # the same presets as a drag's automatic inversion
         "pti": F("bool", nullable=True),
         "params": F("dict", default={}, schema=_INVERT_PARAMS),
     },
@@ -176,12 +186,8 @@ SCHEMAS: dict[str, dict[str, F]] = {
         "points": F("list", required=True, lo=1, max_len=L["max_points"]),
         "mask": F("dict", schema=_MASK),
         "params": F("dict", default={}, schema=_DRAG_PARAMS),
-        "preview_every": F("int", default=5, lo=0, hi=100000),
-        "preview_seconds": F("float", nullable=True, lo=0.0, hi=3600.0),
-        "invert_preset": F("str", default="fast", choices=("fast", "quality")),
         "invert_params": F("dict", default={}, schema=_INVERT_PARAMS),
-        "output": F("str", default="transfer", choices=OUTPUT_MODES),
-        "new_content": F("float", nullable=True, lo=0.0, hi=1.0),
+        **_TABLE_REQUEST,  # preview_every, preview_seconds, invert_preset, output, new_content
     },
     "cancel": {"job_id": F("str", required=True, max_len=64)},
     "undo": {"session_id": _SESSION},
