@@ -35,6 +35,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import torch
+from draggan_protocol import parameters as _parameters
 
 from .errors import EngineInputError
 from .feature_sampling import sample_pixels, sample_points
@@ -45,20 +46,25 @@ from .tracking import TrackingOptions, track_points
 
 Point = tuple[float, float]
 
+# The defaults a drag request shares with the engine come from the protocol's one parameter table, so that a
+# drag with nothing set behaves the same from the daemon, a plug-in or a script (the engine said 300 steps, the
+# wire 200). Those left None there (lr, r1, r2, optimised_layers, stop_distance) are resolved by model size below.
+_TABLE = _parameters.defaults(_parameters.PARAMS)
+
 
 @dataclass
 class DragConfig:
     """Drag settings. None means "scaled from the official 512-pixel defaults" (see `resolve`)."""
 
-    max_steps: int = 300
+    max_steps: int = _TABLE["steps"]
     lr: float | None = None  # Adam learning rate; None = 2e-3 (the paper's) scaled up for models below 256 px
-    latent_space: Literal["w+", "w"] = "w+"
+    latent_space: Literal["w+", "w"] = _TABLE["latent_space"]
     optimised_layers: int | None = None  # leading ws optimised; None = those of blocks up to min(16, H/8) px
     r1: float | None = None  # motion-supervision disk radius, pixels (official: round(3/512 H))
     r2: int | None = None  # tracking window half-size, pixels (official: round(12/512 H))
-    mask_weight: float = 20.0
+    mask_weight: float = _TABLE["mask_weight"]
     stop_distance: float | None = None
-    seed: int = 0
+    seed: int = _TABLE["seed"]
     feature_res: int | None = None  # supervised block; None = G.feature_resolution()
     tracking: Literal["subpixel", "nearest"] = "subpixel"  # "nearest" = the official integer tracking
     jump_guard: bool = True

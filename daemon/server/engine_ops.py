@@ -22,6 +22,7 @@ from draggan_daemon.engine.drag import DragConfig
 from draggan_daemon.engine.errors import EngineInputError
 from draggan_daemon.engine.region import picture_u8
 from draggan_daemon.engine.transfer import Rendered, estimate_motion, measure_points, render_layer
+from draggan_protocol import parameters
 
 from .logs import event
 from .models import ModelRegistry
@@ -98,7 +99,8 @@ class EngineOps:
         from draggan_daemon.engine.drag import DragOptimizer
 
         if not s.inverted:
-            inv_args = {"preset": args.get("invert_preset", "fast"), "params": args.get("invert_params") or {}}
+            preset = args.get("invert_preset", parameters.default("invert_preset"))
+            inv_args = {"preset": preset, "params": args.get("invert_params") or {}}
             inv = self.invert(s, inv_args, job_id, progress, stop)
             if inv["state"] != "done":
                 return inv
@@ -137,15 +139,18 @@ class EngineOps:
                 raise EngineInputError(f"the handle at ({lx:g}, {ly:g}) lies outside the edited region")
         t_m = [(min(max(x, 0.0), res - 1.0), min(max(y, 0.0), res - 1.0)) for x, y in t_m]
 
-        params = {k: v for k, v in (args.get("params") or {}).items() if v is not None}
-        steps = int(params.pop("steps", 200))
-        check_arrival = bool(params.pop("measured_arrival", True))
+        # Automatic values (None, a learning rate of 0) are left to DragConfig, which resolves them by model size.
+        given = (args.get("params") or {}).items()
+        params = {k: v for k, v in given if not parameters.get(k).is_automatic(v)}
+        steps = int(params.pop("steps", parameters.default("steps")))
+        check_arrival = bool(params.pop("measured_arrival", parameters.default("measured_arrival")))
         if "r2" in params:
             params["r2"] = max(1, int(round(params["r2"])))
         config = DragConfig(max_steps=steps, **params)
 
         pairs = tuple((hx, hy, tx, ty) for (hx, hy), (tx, ty) in zip(h_m, t_m, strict=True))
-        look = Look(str(args.get("output", "transfer")), (*state.look.focus, *pairs), args.get("new_content"))
+        output = str(args.get("output", parameters.default("output")))
+        look = Look(output, (*state.look.focus, *pairs), args.get("new_content"))
         stop_model = config.resolve(res).stop_distance
         meter = _ArrivalMeter(self, s, state, prepared, look, handles, targets, h_m, to_layer, stop_model)
         # One arrival criterion: the tracker stops where the measure would accept arrival (in layer pixels).
@@ -180,7 +185,7 @@ class EngineOps:
         final = opt.run(
             on_step=on_step,
             should_stop=stop,
-            preview_every=int(args.get("preview_every", 0)),
+            preview_every=int(args.get("preview_every", parameters.default("preview_every"))),
             preview_seconds=args.get("preview_seconds"),
             max_steps=steps,
             verify=meter.verify if check_arrival else None,
