@@ -368,7 +368,7 @@ def test_settings_through_krita_and_qsettings(tmp_path):
     app.writeSetting("DragGAN", "steps", "lots")
     app.writeSetting("DragGAN", "lr", "99")
     loaded = st.load(store)
-    assert loaded.steps == 200 and loaded.lr == 0.5  # garbage -> default; out of range -> clamped
+    assert loaded.steps == 200 and loaded.lr == 0.1  # garbage -> default; out of range -> clamped
     from PyQt5.QtCore import QSettings
 
     qs = st.QtStore(QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat))

@@ -1,5 +1,9 @@
 """The parameters a person may change, with defaults, remembered between Krita sessions.
 
+Defaults, ranges and choices of the drag's parameters come from the protocol's one table
+(`draggan_protocol.parameters`), which the daemon and the GIMP plug-in read too; only what is Krita's own (the
+model name, whether the Parameters section is open) is decided here.
+
 Stored through Krita's own settings (`Krita.writeSetting`, kept in kritarc) when running inside Krita, else in a
 QSettings file; both are plain strings, so values are parsed back with their type and range checked.
 """
@@ -8,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from typing import Any, Protocol
+
+from draggan_protocol import parameters as table
 
 GROUP = "DragGAN"
 
@@ -18,40 +24,34 @@ class Store(Protocol):
     def write(self, key: str, value: str) -> None: ...
 
 
+# The table's fields this plug-in offers: the numbers have a spin box each, the choices a combo box.
+NUMBERS = ("steps", "lr", "mask_weight", "preview_every")
+CHOICES = ("invert_preset", "output")
+
+
 @dataclass
 class Params:
-    steps: int = 200
-    lr: float = 0.0  # 0: automatic, the daemon picks it by the model's resolution
-    mask_weight: float = 20.0
+    steps: int = table.default("steps")
+    lr: float = table.default("lr")  # 0: automatic, the daemon picks it by the model's resolution
+    mask_weight: float = table.default("mask_weight")
     model: str = ""  # empty: the daemon's default model
-    preview_every: int = 5
-    invert_preset: str = "fast"
-    output: str = "transfer"  # "transfer": the layer's own pixels, moved; "generator": the generator's picture
+    preview_every: int = table.default("preview_every")  # 0: no previews by count
+    invert_preset: str = table.default("invert_preset")
+    output: str = table.default("output")  # "transfer": the layer's own pixels, moved; "generator": its picture
     show_advanced: bool = False
 
-    OUTPUTS = ("transfer", "generator")
+    OUTPUTS = table.get("output").choices
 
-    LIMITS = {
-        "steps": (1, 5000),
-        "lr": (0.0, 0.5),
-        "mask_weight": (0.0, 1000.0),
-        "preview_every": (1, 100),
-    }
+    LIMITS = {name: table.limits(name) for name in NUMBERS}
 
     def drag_params(self) -> dict[str, Any]:
         """The `params` of a drag request; an automatic (0) learning rate is left to the daemon."""
-        sent: dict[str, Any] = {"steps": self.steps, "mask_weight": self.mask_weight}
-        if self.lr > 0:
-            sent["lr"] = self.lr
-        return sent
+        return table.drag_params({"steps": self.steps, "lr": self.lr, "mask_weight": self.mask_weight})
 
     def clamp(self) -> Params:
-        for name, (lo, hi) in self.LIMITS.items():
-            setattr(self, name, type(getattr(self, name))(min(max(getattr(self, name), lo), hi)))
-        if self.invert_preset not in ("fast", "quality"):
-            self.invert_preset = "fast"
-        if self.output not in self.OUTPUTS:
-            self.output = "transfer"
+        """Every number pulled into the table's range, every choice the table does not know set to its default."""
+        for name in (*NUMBERS, *CHOICES):
+            setattr(self, name, table.clamp(name, getattr(self, name)))
         return self
 
 

@@ -3,12 +3,18 @@
 The same table registers the PDB arguments (so scripts and batch runs pass them by name), fills the dialog, and
 turns a run's values into the daemon's drag parameters. GIMP remembers the values of the last successful
 interactive run for each procedure argument, which is how the dialog's choices persist between runs.
+
+The arguments that are drag parameters (`wire` names one) take their default, range and help text from the
+protocol's parameter table (`draggan_protocol.parameters`), which the daemon and the Krita plug-in read too; their
+PDB names stay GIMP's own ('learning-rate', 'mask-strength') so that existing scripts keep working.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from typing import Any
+
+from draggan_protocol import parameters as table
 
 from .errors import PluginError
 
@@ -33,9 +39,35 @@ class Param:
     maximum: float | None = None
     in_dialog: bool = True
     choices: tuple[Choice, ...] = ()
+    wire: str | None = None  # the drag parameter of the protocol's table this argument is, if any
 
     def nicks(self) -> list[str]:
         return [c.nick for c in self.choices]
+
+
+_GIMP_KINDS = {"int": "int", "float": "double", "str": "string", "bool": "boolean"}
+
+
+def from_table(name: str, wire: str, label: str, choices: tuple[Choice, ...] = ()) -> Param:
+    """The PDB argument `name` for the table's drag parameter `wire`: its kind, default, range and help from there.
+
+    Only the PDB name and the dialog's label (with its mnemonic) are GIMP's; a choice parameter brings its
+    choices' dialog wording, and they must be exactly the table's choices, in its order.
+    """
+    p = table.get(wire)
+    if p.choices is not None and tuple(c.nick for c in choices) != p.choices:
+        raise AssertionError(f"{name}: choices {[c.nick for c in choices]} are not the table's {list(p.choices)}")
+    return Param(
+        name,
+        "choice" if p.choices is not None else _GIMP_KINDS[p.kind],
+        label,
+        p.help,
+        p.default,
+        p.minimum,
+        p.maximum,
+        choices=choices,
+        wire=wire,
+    )
 
 
 OUTPUT_CHOICES = (
@@ -55,36 +87,10 @@ OUTPUT_CHOICES = (
 
 
 PARAMS: tuple[Param, ...] = (
-    Param(
-        "output",
-        "choice",
-        "_Result",
-        "What the new layer is made of. 'transfer': your layer's own pixels, moved by the generator's motion "
-        "(keeps your detail and resolution; new content such as an opened mouth comes from the generator). "
-        "'generator': the generator's own picture of the region, scaled up (softer)",
-        "transfer",
-        choices=OUTPUT_CHOICES,
-    ),
-    Param("steps", "int", "_Steps", "Most optimisation steps for the drag", 200, 1, 5000),
-    Param(
-        "learning-rate",
-        "double",
-        "_Learning rate",
-        "How big each step of the drag is (Adam's step size on the latent); 0 = automatic: the daemon picks it "
-        "for the model's size",
-        0.0,
-        0.0,
-        0.1,
-    ),
-    Param(
-        "mask-strength",
-        "double",
-        "_Mask strength",
-        "How firmly the part outside the selection is held fixed while dragging (0 = not at all)",
-        20.0,
-        0.0,
-        1000.0,
-    ),
+    from_table("output", "output", "_Result", OUTPUT_CHOICES),
+    from_table("steps", "steps", "_Steps"),
+    from_table("learning-rate", "lr", "_Learning rate"),
+    from_table("mask-strength", "mask_weight", "_Mask strength"),
     Param("model", "string", "_Model", "Model name on the daemon (empty: the daemon's default model)", ""),
     Param(
         "invert-first",
@@ -139,10 +145,10 @@ BY_NAME = {p.name: p for p in PARAMS}
 class RunSettings:
     """Validated values of one run, with Python names."""
 
-    output: str = "transfer"  # 'transfer' | 'generator' (the drag request's `output`)
-    steps: int = 200
-    learning_rate: float = 0.0  # 0: automatic
-    mask_strength: float = 20.0
+    output: str = table.default("output")  # 'transfer' | 'generator' (the drag request's `output`)
+    steps: int = table.default("steps")
+    learning_rate: float = table.default("lr")  # 0: automatic
+    mask_strength: float = table.default("mask_weight")
     model: str = ""
     invert_first: bool = True
     seed: int = 0
@@ -168,10 +174,7 @@ class RunSettings:
 
         A learning rate of 0 is left out, so the daemon uses its own, scaled to the model's resolution.
         """
-        sent: dict[str, Any] = {"steps": self.steps, "mask_weight": self.mask_strength}
-        if self.learning_rate > 0:
-            sent["lr"] = self.learning_rate
-        return sent
+        return table.drag_params({"steps": self.steps, "lr": self.learning_rate, "mask_weight": self.mask_strength})
 
 
 def coerce(param: Param, value: Any) -> Any:
