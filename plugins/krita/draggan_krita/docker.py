@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from draggan_protocol.progress import plural
 from PyQt5.QtCore import QEvent, Qt, QTimer
 from PyQt5.QtGui import QColor, QPalette
 from PyQt5.QtWidgets import (
@@ -27,7 +28,7 @@ from PyQt5.QtWidgets import (
 )
 
 from . import settings as settings_mod
-from .controller import APPLYING, DONE, DRAGGING, FITTING, IDLE, OPENING, QUEUED, STOPPING, EditController, plural
+from .controller import APPLYING, DONE, DRAGGING, FITTING, IDLE, OPENING, QUEUED, STOPPING, EditController
 from .document import DocumentError
 from .link import CONNECTING, OFFLINE, READY, DaemonLink
 
@@ -72,6 +73,10 @@ def _readable(color: str, background: QColor, minimum: float) -> str:
     return c.name()
 
 
+DAEMON_COMMAND_KEY = "daemon_command"
+"""The setting (kritarc, group DragGAN) naming the daemon program or the DragGAN Studio folder, when the one found
+automatically is not the one to use."""
+
 OUTPUT_CHOICES = (
     ("transfer", "Keep my pixels (move them)"),
     ("generator", "Generator's picture"),
@@ -110,6 +115,13 @@ class DragPanel(QWidget):
         self.daemon_label.setWordWrap(True)
         self.daemon_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
         lay.addWidget(self.daemon_label)
+        self.start_daemon_button = QPushButton("Start the daemon")
+        self.start_daemon_button.setToolTip(
+            "Start DragGAN Studio's daemon on this computer (the program the plugin was installed from, or the one "
+            f"set as “{DAEMON_COMMAND_KEY}” in the DragGAN settings); it keeps running when Krita closes"
+        )
+        self.start_daemon_button.clicked.connect(self.start_daemon)
+        lay.addWidget(self.start_daemon_button)
         self.source_label = QLabel()
         self.source_label.setWordWrap(True)
         lay.addWidget(self.source_label)
@@ -274,6 +286,11 @@ class DragPanel(QWidget):
         settings_mod.save(self.store, p.clamp())
 
     # ------------------------------------------------------------------ actions
+    def start_daemon(self) -> None:
+        """Start the daemon detached; the link connects once it runs, or shows why it stopped."""
+        self.link.start_daemon(self.store.read(DAEMON_COMMAND_KEY) or "")
+        self.refresh()
+
     def select_points_layer(self) -> None:
         kdoc = self.controller.document()
         if kdoc is None:
@@ -342,6 +359,8 @@ class DragPanel(QWidget):
         if link.ready and c.queue_position > 0:
             text = f"Busy — your job is number {c.queue_position} in the daemon's queue"
         self.daemon_label.setText(text)
+        self.start_daemon_button.setVisible(link.state == OFFLINE)
+        self.start_daemon_button.setEnabled(not link.launching)
         hue = _STATE_COLOR.get(link.state)
         _style(self.daemon_label, self.color(hue) if hue else "")
         if link.ready and self.model_combo.count() != len(link.models()) + 1:

@@ -61,6 +61,8 @@ class DaemonLink(QObject):
         self._next_try = 0.0
         self._notifier: QSocketNotifier | None = None
         self._ticking = False
+        self.launch: Any = None  # a DaemonLaunch while a daemon started from here comes up
+        self.launched: Any = None  # the last daemon started from here (its process, its log)
         self._timer = QTimer(self)
         self._timer.setInterval(poll_ms)
         self._timer.timeout.connect(self.tick)
@@ -92,6 +94,40 @@ class DaemonLink(QObject):
         except OSError as exc:
             self._lose(_gone(exc))
             raise ConnectionError(self.detail) from exc
+
+    @property
+    def launching(self) -> bool:
+        """Whether a daemon started from the docker is still coming up."""
+        return self.launch is not None
+
+    def start_daemon(self, configured: str = "") -> bool:
+        """Start `draggan serve` detached for this link's connection file (draggan_protocol.launcher); the link
+        connects as soon as it runs. False, with the reason in `detail`, when no daemon program was found."""
+        from draggan_protocol.launcher import DaemonLaunch, find_daemon_command
+
+        if self.state != OFFLINE or self.launch is not None:
+            return False
+        command, how = find_daemon_command(configured, [Path(__file__).resolve().parent])
+        if command is None:
+            self._set(OFFLINE, how)
+            return False
+        try:
+            self.launch = self.launched = DaemonLaunch(command, self.connection_path())
+        except OSError as exc:
+            self._set(OFFLINE, f"The DragGAN daemon could not be started ({' '.join(command)}: {exc}).")
+            return False
+        self._set(OFFLINE, f"Starting the DragGAN daemon ({how}); the first start can take a minute…")
+        return True
+
+    def _watch_launch(self, now: float) -> bool:
+        """While a started daemon comes up: True when it is time to try to connect."""
+        state = self.launch.state()
+        if state == "exited":
+            text = self.launch.failure_text()
+            self.launch = None
+            self._set(OFFLINE, text)
+            return False
+        return state == "running"
 
     def models(self) -> list[dict[str, Any]]:
         return list(self.info.get("models") or [])
@@ -128,6 +164,10 @@ class DaemonLink(QObject):
     def _tick(self) -> None:
         now = time.monotonic()
         if self.client is None:
+            if self.launch is not None:
+                if self._watch_launch(now):
+                    self._try_connect(now)
+                return
             if now >= self._next_try:
                 self._try_connect(now)
             return
@@ -142,6 +182,7 @@ class DaemonLink(QObject):
                     self._fail(f"The daemon refused to talk: {msg.content.get('message', '')}")
                     return
                 self.info = dict(msg.content)
+                self.launch = None
                 self._set(READY, self.describe())
                 continue
             self.message.emit(msg)
@@ -207,6 +248,7 @@ class DaemonLink(QObject):
 
     def _fail(self, reason: str) -> None:
         self._drop()
+        self.launch = None  # a started daemon that does not answer: back to plain retrying, the reason shown
         self._set(OFFLINE, reason)
 
     def _lose(self, reason: str) -> None:
