@@ -1,8 +1,10 @@
 """The plugin as people get it (the zip) and the real Krita: Krita's importer, kritarunner, the full GUI.
 
-The real-application tests are marked `krita` and need Debian's `krita`, `xvfb` and `xauth` packages; they start
-a real daemon (`draggan serve` with the bundled model, or the built-in random test model in a checkout without it)
-and leave artifacts (PNGs, a screenshot) in artifacts/krita.
+The real-application tests are marked `krita` and run against each Krita of tests/krita_env.py: the host's
+(Debian's `krita`, `xvfb` and `xauth` packages: 5.1.5 on bookworm) and Krita 5.2 in the Debian trixie chroot
+(tools/krita_chroot.sh; root). They start a real daemon on this host (`draggan serve` with the bundled model, or
+the built-in random test model in a checkout without it) and leave artifacts (PNGs, a screenshot) in
+artifacts/krita (the chroot's Krita: artifacts/krita/krita52).
 """
 
 from __future__ import annotations
@@ -19,14 +21,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from krita_env import ARTIFACTS, HOST_SKIP, INSTALLS, KritaInstall, use
 
 ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = ROOT / "artifacts" / "krita"
 DRAGGAN = [sys.executable, "-m", "draggan_daemon.cli"]
 BUNDLED = ROOT / "daemon" / "models" / "bundled.safetensors"
-KRITA_SKIP = "needs Krita: apt-get install -y krita xvfb xauth"
-have_kritarunner = shutil.which("kritarunner") is not None
-have_krita_gui = shutil.which("krita") is not None and shutil.which("xvfb-run") is not None
+KRITA_SKIP = HOST_SKIP
+__all__ = ["ARTIFACTS"]  # also imported from here by test_krita_documents
+
+
+@pytest.fixture(scope="module", params=sorted(INSTALLS))
+def krita(request) -> KritaInstall:
+    """Each Krita the real-application tests run against: "krita51" (the host's), "krita52" (the trixie chroot's)."""
+    return INSTALLS[request.param]
 
 
 def app_env(profile: Path, **extra: str) -> dict[str, str]:
@@ -75,10 +82,11 @@ def run_app(cmd: list[str], env: dict[str, str], timeout: float) -> subprocess.C
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
-def install_into_profile(plugin_zip: Path, tmp_path: Path) -> tuple[Path, dict[str, str]]:
-    """A clean profile (tmp_path/profile) with the plugin installed from its zip by the project's installer;
-    returns the profile and the environment for a Krita that uses it (see app_env)."""
-    prof = tmp_path / "profile"
+def install_into_profile(plugin_zip: Path, base: Path) -> tuple[Path, dict[str, str]]:
+    """A clean profile (base/profile; `base` a folder the Krita under test can see, KritaInstall.workdir) with the
+    plugin installed from its zip by the project's installer; returns the profile and the environment for a Krita
+    that uses it (see app_env; paths as this process sees them)."""
+    prof = base / "profile"
     env = app_env(prof)
     r = subprocess.run(
         [*DRAGGAN, "install", "krita", "--zip", str(plugin_zip)], env=env, capture_output=True, text=True, timeout=60
@@ -88,20 +96,37 @@ def install_into_profile(plugin_zip: Path, tmp_path: Path) -> tuple[Path, dict[s
 
 
 def run_krita_gui(
-    env: dict[str, str], result: Path, log_name: str, saved_name: str, timeout: float
+    krita: KritaInstall, env: dict[str, str], result: Path, log_name: str, saved_name: str, timeout: float
 ) -> tuple[subprocess.CompletedProcess, dict]:
-    """Krita's GUI under Xvfb (ARTIFACTS made first: the plugin that checks may write there), until it exits; its
-    output is kept as ARTIFACTS/log_name, and the JSON the checking plugin wrote to `result`, which must be there,
-    as ARTIFACTS/saved_name. Returns (the finished process, that JSON)."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    """That Krita's GUI under Xvfb (its artifacts folder made first: the plugin that checks may write there), until
+    it exits; its output is kept as <artifacts>/log_name, and the JSON the checking plugin wrote to `result`, which
+    must be there, as <artifacts>/saved_name. Returns (the finished process, that JSON)."""
+    krita.artifacts.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    r = run_app(["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", "krita", "--nosplash"], env, timeout)
-    (ARTIFACTS / log_name).write_text(r.stdout + r.stderr)
-    print(f"Krita under Xvfb took {time.monotonic() - t0:.1f} s")
+    r = run_app(*krita.command(krita.gui_command(), env), timeout)
+    (krita.artifacts / log_name).write_text(r.stdout + r.stderr)
+    print(f"{krita.label} under Xvfb took {time.monotonic() - t0:.1f} s")
     assert result.is_file(), (r.stdout + r.stderr)[-4000:]
     res = json.loads(result.read_text())
-    (ARTIFACTS / saved_name).write_text(json.dumps(res, indent=1))
+    (krita.artifacts / saved_name).write_text(json.dumps(res, indent=1))
     return r, res
+
+
+def keep_artifacts(krita: KritaInstall, out: Path) -> None:
+    """The files a Krita in the chroot wrote to `out` (inside its work folder), copied to its artifacts folder."""
+    if krita.root is None or not out.is_dir():
+        return
+    for f in out.iterdir():
+        if f.is_file():
+            shutil.copy(f, krita.artifacts / f.name)
+
+
+@pytest.fixture
+def workdir(krita, tmp_path):
+    """A folder the Krita under test can see (for the chroot's: under its /draggan-test/, removed afterwards)."""
+    d = krita.workdir(tmp_path)
+    yield d
+    krita.cleanup(d)
 
 
 def build_zip(out: Path) -> Path:
@@ -233,28 +258,30 @@ def test_the_zip_works_with_only_the_standard_library(plugin_zip, tmp_path):
 # ---------------------------------------------------------------------------------------------- kritarunner
 @pytest.mark.krita
 @pytest.mark.slow
-@pytest.mark.skipif(not have_kritarunner, reason=KRITA_SKIP)
-def test_kritarunner_layers_selection_points_and_daemon(plugin_zip, serve, tmp_path):
+def test_kritarunner_layers_selection_points_and_daemon(krita, plugin_zip, serve, workdir):
     from PIL import Image
 
+    use(krita, gui=False)
     with zipfile.ZipFile(plugin_zip) as zf:
-        zf.extractall(tmp_path / "pykrita")
-    out = tmp_path / "runner.json"
+        zf.extractall(workdir / "pykrita")
+    shutil.copy(ROOT / "tests" / "krita_app" / "draggan_runner_check.py", workdir)
+    out = workdir / "runner.json"
     env = app_env(
-        tmp_path / "profile",
+        workdir / "profile",
         QT_QPA_PLATFORM="offscreen",
-        PYTHONPATH=os.pathsep.join([str(ROOT / "tests" / "krita_app"), str(tmp_path / "pykrita")]),
+        PYTHONPATH=os.pathsep.join([str(workdir), str(workdir / "pykrita")]),
     )
+    args = [krita.inside(out), krita.place(serve, workdir), krita.inside(workdir)]
     t0 = time.monotonic()
-    r = run_app(
-        ["kritarunner", "-s", "draggan_runner_check", "-f", "run", str(out), str(serve), str(tmp_path)], env, 240
-    )
-    print(f"kritarunner took {time.monotonic() - t0:.1f} s")
+    r = run_app(*krita.command(["kritarunner", "-s", "draggan_runner_check", "-f", "run", *args], env), 240)
+    print(f"kritarunner ({krita.label}) took {time.monotonic() - t0:.1f} s")
     assert out.is_file(), r.stdout[-3000:] + r.stderr[-3000:]
     res = json.loads(out.read_text())
+    print("Krita", res.get("krita_version"), "Python", res.get("python"))
     assert r.returncode == 0 and res["ok"], json.dumps(res, indent=1) + r.stdout[-2000:]
-    assert res["transport"] == "ZmtpDealer" and res["msgpack"].startswith(str(tmp_path / "pykrita"))
-    png = np.asarray(Image.open(res["png"]).convert("RGBA"))
+    assert res["transport"] == "ZmtpDealer" and res["msgpack"].startswith(krita.inside(workdir / "pykrita"))
+    assert res["krita_version"].startswith("5.2" if krita.root is not None else "5.")
+    png = np.asarray(Image.open(krita.outside(res["png"])).convert("RGBA"))
     assert list(png[10, 7]) == res["rgba_sample"]  # what was written as BGRA reads back as RGBA
 
 
@@ -308,15 +335,15 @@ def flow_at(before: np.ndarray, after: np.ndarray, x: float, y: float) -> np.nda
 
 @pytest.mark.krita
 @pytest.mark.slow
-@pytest.mark.skipif(not have_krita_gui, reason=KRITA_SKIP)
 @pytest.mark.skipif(not BUNDLED.exists(), reason="the bundled model is not in this checkout")
-def test_krita_gui_selftest_drag_through_the_docker(plugin_zip, serve, tmp_path):
+def test_krita_gui_selftest_drag_through_the_docker(krita, plugin_zip, serve, workdir):
     import cv2
     from draggan_daemon.training.drag_check import find_mouth_corner
     from draggan_daemon.training.drag_check import flow_at as dis_flow_at
     from draggan_protocol import Client
     from PIL import Image
 
+    use(krita, gui=True)
     # The image: a face the daemon's bundled model draws, made into a layer an artist could have (see GUI_SCALE).
     with Client.connect(serve) as c:
         assert c.hello()["default_model"] == "bundled"
@@ -328,7 +355,7 @@ def test_krita_gui_selftest_drag_through_the_docker(plugin_zip, serve, tmp_path)
     smooth = np.asarray(small.resize((n, n), Image.LANCZOS), np.float64)
     rng = np.random.default_rng(GUI_SEED)
     grain = rng.normal(0, GUI_GRAIN[0], (n, n, 1)) + rng.normal(0, GUI_GRAIN[1], (n, n, 3))
-    image = tmp_path / "portrait.png"
+    image = workdir / "portrait.png"
     Image.fromarray(np.clip(smooth + grain, 0, 255).round().astype(np.uint8)).convert("RGBA").save(image)
     corner = find_mouth_corner(cv2.cvtColor(np.clip(smooth, 0, 255).round().astype(np.uint8), cv2.COLOR_RGB2GRAY))
     assert corner is not None, "no mouth found in the bundled model's face"
@@ -336,35 +363,41 @@ def test_krita_gui_selftest_drag_through_the_docker(plugin_zip, serve, tmp_path)
     lines = [(hx, hy, hx + DRAG_PX * DRAG_DIRECTION[0], hy + DRAG_PX * DRAG_DIRECTION[1])]
 
     # A clean profile with the plugin installed from its zip by the project's installer.
-    prof, env = install_into_profile(plugin_zip, tmp_path)
+    prof, env = install_into_profile(plugin_zip, workdir)
     # System packages must not help: zmq and msgpack on Krita's path are poisoned.
-    poison = tmp_path / "poison"
+    poison = workdir / "poison"
     for name in ("zmq", "msgpack"):
         (poison / name).mkdir(parents=True)
         (poison / name / "__init__.py").write_text(f"raise ImportError('the system {name} must not be used')\n")
-    result = tmp_path / "selftest.json"
+    result = workdir / "selftest.json"
+    out = krita.artifacts if krita.root is None else workdir / "out"
     env.update(
         PYTHONPATH=str(poison),
-        DRAGGAN_CONNECTION_FILE=str(serve),
+        DRAGGAN_CONNECTION_FILE=krita.place(serve, workdir),
         DRAGGAN_KRITA_SELFTEST=str(result),
         DRAGGAN_KRITA_SELFTEST_IMAGE=str(image),
         DRAGGAN_KRITA_SELFTEST_LINES=";".join(",".join(f"{v:.1f}" for v in line) for line in lines),
-        DRAGGAN_KRITA_SELFTEST_OUT=str(ARTIFACTS),
+        DRAGGAN_KRITA_SELFTEST_OUT=str(out),
         DRAGGAN_KRITA_SELFTEST_TIMEOUT="200",
     )
-    r, res = run_krita_gui(env, result, "krita.log", "selftest.json", 280)
+    r, res = run_krita_gui(krita, env, result, "krita.log", "selftest.json", 280)
+    keep_artifacts(krita, out)
+    print("Krita", res.get("krita_version"), "Python", res.get("python"))
     assert res["ok"], json.dumps({k: v for k, v in res.items() if k != "sys_path"}, indent=1)
     assert r.returncode == 0
-    assert str(poison) in res["sys_path"], "PYTHONPATH did not reach Krita's Python"
+    assert res["krita_version"].startswith("5.2" if krita.root is not None else "5.")
+    assert krita.inside(poison) in res["sys_path"], "PYTHONPATH did not reach Krita's Python"
     assert res["zmq_imported"] is False and res["transport"] == "ZmtpDealer"
-    assert res["msgpack_file"].startswith(str(prof / "data" / "krita" / "pykrita")) and res["msgpack_pure_python"]
-    assert Path(res["screenshot"]).is_file() and Path(res["screenshot"]).stat().st_size > 10_000
+    pykrita = krita.inside(prof / "data" / "krita" / "pykrita")
+    assert res["msgpack_file"].startswith(pykrita) and res["msgpack_pure_python"]
+    screenshot = krita.outside(res["screenshot"])
+    assert screenshot.is_file() and screenshot.stat().st_size > 10_000
 
     # The drag itself, measured independently (not by the drag's own point tracker): dense optical flow from the
     # source to the result at each handle, by two methods (Farnebäck in a 3x3 window; DIS on 4x upscaled images,
     # the model card's measurement), each of which must see the content move a clear part of the way.
-    before = np.asarray(Image.open(res["source_png"]).convert("RGBA"))
-    after = np.asarray(Image.open(res["result_png"]).convert("RGBA"))
+    before = np.asarray(Image.open(krita.outside(res["source_png"])).convert("RGBA"))
+    after = np.asarray(Image.open(krita.outside(res["result_png"])).convert("RGBA"))
     assert before.shape == after.shape == (n, n, 4)
     assert np.array_equal(before, np.asarray(Image.open(image).convert("RGBA")))
     gray0, gray1 = (cv2.cvtColor(np.ascontiguousarray(a[..., :3]), cv2.COLOR_RGB2GRAY) for a in (before, after))
@@ -390,7 +423,8 @@ def test_krita_gui_selftest_drag_through_the_docker(plugin_zip, serve, tmp_path)
     print("docker while dragging:", res["drag_statuses"][-1:], "| when done:", res["status_when_done"])
     assert res["output_setting"] == "transfer"
     assert done.get("output") == "transfer" and not done.get("fallback"), done
-    assert any(t.startswith("Dragging… step") and " moved " in t for t in res["drag_statuses"]), res["drag_statuses"]
+    measured = [t for t in res["drag_statuses"] if t.startswith("Dragging") and " step " in t and " moved " in t]
+    assert measured, res["drag_statuses"]
     assert arrival_text(done) in res["status_when_done"] and not res["warning_when_done"]
 
     # The layer's own detail is kept away from the handles: with the default output ("Keep my pixels") the result

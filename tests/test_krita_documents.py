@@ -5,6 +5,7 @@ from its zip) drives the docker as a person would on a 300-dpi document with a g
 selection: lines drawn with the line tool, Drag, Apply, undo and redo, a drag the daemon refuses at once, a
 document opened on a hidden top layer, a second document. The daemon runs in this process, with the small test
 generator and fits of a few steps: what is checked is the docker, not the drag's quality (test_krita_app does that).
+It runs against each Krita of tests/krita_env.py (the host's 5.1 and the trixie chroot's 5.2: the `krita` fixture).
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ import pytest
 from draggan_daemon.engine import inversion
 from draggan_daemon.plugin_install import krita as inst
 from draggan_protocol.connection import ConnectionInfo, write_connection_file
+from krita_env import use
 from test_daemon_support import running_daemon
-from test_krita_app import ARTIFACTS, KRITA_SKIP, ROOT, have_krita_gui, install_into_profile, plugin_zip, run_krita_gui
+from test_krita_app import ROOT, install_into_profile, keep_artifacts, krita, plugin_zip, run_krita_gui, workdir
 
-__all__ = ["plugin_zip"]  # a fixture, used by name
+__all__ = ["krita", "plugin_zip", "workdir"]  # fixtures, used by name
 
 CHECK_PLUGIN = ROOT / "tests" / "krita_app" / "pykrita"
 CHECK_NAME = "draggan_documents_check"
@@ -45,22 +47,25 @@ def quick_daemon(tmp_path_factory):
 
 @pytest.mark.krita
 @pytest.mark.slow
-@pytest.mark.skipif(not have_krita_gui, reason=KRITA_SKIP)
-def test_docker_on_documents_like_artists_own(plugin_zip, quick_daemon, tmp_path):
-    prof, env = install_into_profile(plugin_zip, tmp_path)
+def test_docker_on_documents_like_artists_own(krita, plugin_zip, quick_daemon, workdir):
+    use(krita, gui=True)
+    prof, env = install_into_profile(plugin_zip, workdir)
     pykrita = prof / "data" / "krita" / "pykrita"
     shutil.copytree(CHECK_PLUGIN / CHECK_NAME, pykrita / CHECK_NAME, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(CHECK_PLUGIN / f"{CHECK_NAME}.desktop", pykrita)
     inst.enable_in_kritarc(prof / "config" / "kritarc", CHECK_NAME)
-    result = tmp_path / "documents.json"
+    result = workdir / "documents.json"
+    out = krita.artifacts if krita.root is None else workdir / "out"
     env.update(
-        DRAGGAN_CONNECTION_FILE=str(quick_daemon),
+        DRAGGAN_CONNECTION_FILE=krita.place(quick_daemon, workdir),
         DRAGGAN_DOCS_CHECK=str(result),
-        DRAGGAN_DOCS_WORK=str(tmp_path),
-        DRAGGAN_DOCS_OUT=str(ARTIFACTS),
+        DRAGGAN_DOCS_WORK=str(workdir),
+        DRAGGAN_DOCS_OUT=str(out),
         DRAGGAN_DOCS_TIMEOUT="200",
     )
-    r, res = run_krita_gui(env, result, "krita_documents.log", "krita_documents.json", 260)
+    r, res = run_krita_gui(krita, env, result, "krita_documents.log", "krita_documents.json", 260)
+    keep_artifacts(krita, out)
+    print("Krita", res.get("krita_version"))
     failed = sorted(name for name, ok in res["checks"].items() if not ok)
     print("checks:", ", ".join(f"{k}={'ok' if v else 'FAILED'}" for k, v in res["checks"].items()))
     print("details:", json.dumps(res.get("details", {}), default=str)[:3000])

@@ -66,6 +66,8 @@ def _run(result_path, connection_file, work):
     import msgpack  # isort: skip
 
     RESULT["plugin"] = draggan_krita.__file__
+    RESULT["krita_version"] = Krita.instance().version()
+    RESULT["python"] = sys.version.split()[0]
 
     RESULT["msgpack"] = msgpack.__file__
     RESULT["zmq_imported"] = "zmq" in sys.modules
