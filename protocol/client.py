@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import parameters
 from .connection import ConnectionInfo, read_connection_file
 from .errors import DaemonError, DaemonUnreachable, ProtocolError
 from .framing import Message, decode, encode, make_header
@@ -366,7 +367,7 @@ class Client:
         *,
         mask: bytes | None = None,
         params: dict[str, Any] | None = None,
-        preview_every: int = 5,
+        preview_every: int = parameters.default("preview_every"),
         preview_seconds: float | None = None,
         output: str | None = None,
         on_progress: ProgressCallback | None = None,
@@ -439,7 +440,7 @@ def drag_request(
     points: Sequence[Point],
     mask: bytes | None = None,
     params: dict[str, Any] | None = None,
-    preview_every: int = 5,
+    preview_every: int = parameters.default("preview_every"),
     preview_seconds: float | None = None,
     output: str | None = None,
     invert_preset: str | None = None,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from draggan_protocol import parameters as table
 from draggan_protocol.progress import plural
 from PyQt5.QtCore import QEvent, Qt, QTimer
 from PyQt5.QtGui import QColor, QPalette
@@ -193,6 +194,13 @@ class DragPanel(QWidget):
         self.mask_spin.setRange(*settings_mod.Params.LIMITS["mask_weight"])
         self.preview_spin = QSpinBox()
         self.preview_spin.setRange(*settings_mod.Params.LIMITS["preview_every"])
+        self.preview_spin.setSpecialValueText("Off")  # 0: no preview layer while dragging, only the result
+        for widget, name in (
+            (self.steps_spin, "steps"),
+            (self.mask_spin, "mask_weight"),
+            (self.preview_spin, "preview_every"),
+        ):
+            widget.setToolTip(table.get(name).help)  # the words every client shows (draggan_protocol.parameters)
         self.model_combo = QComboBox()
         self.preset_combo = QComboBox()
         self.preset_combo.addItems(["fast", "quality"])
