@@ -274,3 +274,48 @@ def test_dialog_in_real_gimp(documents: DocumentsSession, xvfb_display: str, tmp
     assert ok["layers_after"] == ["Face (DragGAN)", "Face"] and ok["selected_after"] == ["Face (DragGAN)"]
     assert ok["dirty_after"] and ok["undo_enabled_after"]
     assert INCONSISTENT not in documents.output
+
+
+def test_start_the_daemon_from_the_dialog_in_real_gimp(documents: DocumentsSession, xvfb_display: str) -> None:
+    """Issue 11, item 3: no daemon answers, so the dialog offers "Start the daemon"; pressed, it starts the daemon
+    program detached (here one that hands over the connection file of a daemon on the host: the chroot cannot run
+    the host's torch), shows it as running, and OK drags through it."""
+    inside, base = documents.inside, documents.base
+    daemon = spawn_daemon_process(base / "host-daemon.json")
+    program = base / "fake-draggan"
+    program.write_text(
+        "#!/bin/sh\n"
+        "# called as: serve --connection-file FILE\n"
+        f"echo $$ > {inside}/fake-draggan.pid\n"
+        f'cp {inside}/host-daemon.json "$3"\n'
+        "exec sleep 300\n"
+    )
+    program.chmod(0o755)
+    args = {"connection-file": f"{inside}/started.json", "steps": 2}
+    orders = {"answer": "ok", "report": f"{inside}/d3.json", "start_daemon": True}
+    cases = {"dialog_start": {**_common(), "args": args, "dialog": orders}}
+    env = {
+        "DISPLAY": xvfb_display,
+        "DRAGGAN_GIMP_DIALOG_PROBE": f"{inside}/dialog.json",
+        "DRAGGAN_DAEMON_COMMAND": f"{inside}/fake-draggan",
+    }
+    try:
+        c = documents.run(cases, env=env)
+    finally:
+        daemon.kill()
+        daemon.wait()
+        pid_file = base / "fake-draggan.pid"
+        if pid_file.is_file():
+            try:
+                os.kill(int(pid_file.read_text()), 9)
+            except (OSError, ValueError):
+                pass
+    shown = json.loads((base / "d3.json").read_text())
+    print(json.dumps(shown["started"], indent=1))
+    assert shown["started"]["offered"], shown
+    assert shown["started"]["state"] == "ready" and not shown["started"]["button_visible"], shown["started"]
+    assert "running on" in shown["header"] and "builtin-test" in shown["models"], shown
+    assert (base / "started.json").is_file()
+    ok = c["dialog_start"]
+    assert ok["status"] == "success", ok
+    assert ok["layers_after"] == ["Face (DragGAN)", "Face"]

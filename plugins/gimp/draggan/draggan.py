@@ -112,16 +112,19 @@ def _drag(procedure, run_mode, image, drawables, config):
         except PluginError:
             if run_mode != Gimp.RunMode.INTERACTIVE:
                 raise
-            daemon_line = f"not running (start it with: {START_DAEMON}; then press OK)"
+            daemon_line = f"not running: press “Start the daemon” below (or start it with: {START_DAEMON}), then OK"
         max_pairs = (conn.hello.get("limits") or {}).get("max_points") if conn else None
         pairs = strokes_to_pairs(read_all := gimp_io.read_strokes(path), source.offset, size, max_pairs)
 
         if run_mode == Gimp.RunMode.INTERACTIVE:
             from draggan_gimp.dialog import run_dialog
+            from draggan_gimp.starting import Starter
 
             models = runner.model_names(conn.hello) if conn else []
             default_model = runner.default_model(conn.hello) if conn else None
-            if not run_dialog(procedure, config, PROCEDURE, pairs, daemon_line, models, default_model, source):
+            starter = None if conn else Starter(settings, runner.connect)
+            shown = (pairs, daemon_line, models, default_model, source, starter)
+            if not run_dialog(procedure, config, PROCEDURE, *shown):
                 return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
         run = settings()
         if not run.invert_first:  # the model's own picture is dragged: its size, not the layer's, bounds the strokes

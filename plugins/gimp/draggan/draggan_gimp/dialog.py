@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import gi
 
@@ -27,6 +28,9 @@ from gi.repository import Gdk, GimpUi, GLib, GObject, Gtk  # noqa: E402
 
 from .pairs import PairsResult  # noqa: E402
 from .params import BY_NAME  # noqa: E402
+from .runner import default_model as daemon_default_model  # noqa: E402
+from .runner import describe_daemon, model_names  # noqa: E402
+from .starting import Starter  # noqa: E402
 from .wording import AUTO_LR_LABEL, SourceInfo, info_text, model_choices  # noqa: E402
 
 MANUAL_LR = 0.002  # offered when automatic is switched off and no rate was set before
@@ -77,6 +81,44 @@ def _learning_rate_row(config) -> tuple[Gtk.Box, Gtk.CheckButton, Gtk.SpinButton
     return row, auto, spin
 
 
+def _start_row(starter: Starter, on_ready) -> tuple[Gtk.Box, Gtk.Button, Gtk.Label]:
+    """ "Start the daemon" and what came of it; `on_ready(hello)` once the started daemon answers."""
+    row = Gtk.Box(orientation=Gtk.Orientation.VERTICAL, spacing=3)
+    button = Gtk.Button.new_with_mnemonic("_Start the daemon")
+    button.set_tooltip_text(
+        "Start DragGAN Studio's daemon on this computer (the program the plug-in was installed from; "
+        "$DRAGGAN_DAEMON_COMMAND names another). It keeps running when GIMP closes."
+    )
+    label = Gtk.Label(label="", xalign=0.0, selectable=True)
+    label.set_line_wrap(True)
+    label.set_max_width_chars(80)
+
+    def tick() -> bool:
+        state = starter.poll()
+        label.set_text(starter.text)
+        if state == "starting":
+            return True
+        if state == "ready":
+            button.hide()
+            on_ready(starter.hello)
+        else:
+            button.set_sensitive(True)
+        return False
+
+    def clicked(_button) -> None:
+        button.set_sensitive(False)
+        label.set_text(starter.start())
+        if starter.state == "starting":
+            GLib.timeout_add(300, tick)
+        else:
+            button.set_sensitive(True)
+
+    button.connect("clicked", clicked)
+    row.pack_start(button, False, False, 0)
+    row.pack_start(label, False, False, 0)
+    return row, button, label
+
+
 def run_dialog(
     procedure,
     config,
@@ -86,8 +128,12 @@ def run_dialog(
     models: list[str],
     default_model: str | None = None,
     source: SourceInfo | None = None,
+    starter: Starter | None = None,
 ) -> bool:
-    """Show the dialog; True when the person pressed OK (the config then holds their choices)."""
+    """Show the dialog; True when the person pressed OK (the config then holds their choices).
+
+    With `starter` (no daemon answered), the dialog offers "Start the daemon"; once it answers, the header and
+    the model list show it, as for a daemon that was running already."""
     GimpUi.init(plugin_name)
     dialog = GimpUi.ProcedureDialog.new(procedure, config, "DragGAN: Drag")
     content = dialog.get_content_area()
@@ -101,6 +147,19 @@ def run_dialog(
     lr_row, auto, spin = _learning_rate_row(config)
     content.pack_start(lr_row, False, False, 3)
     dialog.fill(["mask-strength"])
+    start_button = start_label = None
+    if starter is not None:
+
+        def on_ready(hello) -> None:
+            header.set_text(info_text(pairs, describe_daemon(hello), source))
+            current = config.get_property("model") or ""
+            combo.remove_all()
+            for model_id, text in model_choices(model_names(hello), daemon_default_model(hello), current):
+                combo.append(model_id, text)
+            combo.set_active_id(current)
+
+        start_row, start_button, start_label = _start_row(starter, on_ready)
+        content.pack_start(start_row, False, False, 3)
     model_row, combo = _model_row(config, models, default_model)
     content.pack_start(model_row, False, False, 3)
     dialog.fill(["invert-first", "seed", "preview-layer"])
@@ -109,16 +168,29 @@ def run_dialog(
     dialog.show_all()
     probe = os.environ.get("DRAGGAN_GIMP_DIALOG_PROBE")
     if probe:
-        GLib.timeout_add(500, _probe, dialog, config, header, auto, spin, combo, probe)
+        GLib.timeout_add(500, _probe, dialog, config, header, auto, spin, combo, probe, start_button, starter)
     accepted = bool(dialog.run())
     dialog.destroy()
     return accepted
 
 
-def _probe(dialog, config, header, auto, spin, combo, control: str) -> bool:
-    """Test hook: write what the dialog shows, check the seed's greying both ways, then answer it."""
+def _probe(dialog, config, header, auto, spin, combo, control: str, start_button=None, starter=None) -> bool:
+    """Test hook: write what the dialog shows, check the seed's greying both ways, then answer it. With
+    "start_daemon" in the orders, first press "Start the daemon" and wait (at most a minute) for what comes of it."""
     with open(control, encoding="utf-8") as f:
         orders = json.load(f)
+    started = {}
+    if orders.get("start_daemon"):
+        started["offered"] = start_button is not None and start_button.get_visible()
+        if start_button is not None:
+            start_button.clicked()
+            end = time.monotonic() + 60
+            while starter.state == "starting" and time.monotonic() < end:
+                Gtk.main_iteration_do(False)
+                time.sleep(0.02)
+            while Gtk.events_pending():
+                Gtk.main_iteration()
+            started.update(state=starter.state, text=starter.text, button_visible=start_button.get_visible())
     if orders.get("screenshot"):
         window = dialog.get_window()
         shot = Gdk.pixbuf_get_from_window(window, 0, 0, window.get_width(), window.get_height())
@@ -134,6 +206,7 @@ def _probe(dialog, config, header, auto, spin, combo, control: str) -> bool:
         "lr_label": auto.get_label(),
         "lr_spin_sensitive": spin.get_sensitive(),
         "seed_sensitive": {str(fitting): seed.get_sensitive()},
+        "started": started,
     }
     config.set_property("invert-first", not fitting)
     while Gtk.events_pending():
