@@ -180,3 +180,24 @@ def test_the_check_fails_on_what_310_lacks(src, said):
 )
 def test_the_check_accepts_python_310(src):
     assert problems(src) == []
+
+
+def test_everything_the_zip_carries_parses_as_python_310(tmp_path):
+    """What painters install: the zip's every Python file (the vendored msgpack too) is Python 3.10 syntax."""
+    import subprocess
+    import zipfile
+
+    out = tmp_path / "draggan-krita.zip"
+    cmd = [sys.executable, "-m", "draggan_daemon.cli", "package", "krita", "-o", str(out)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    with zipfile.ZipFile(out) as zf:
+        sources = {n: zf.read(n).decode("utf-8") for n in zf.namelist() if n.endswith(".py")}
+    assert "draggan_krita/vendor/msgpack/fallback.py" in sources and "draggan_krita/controller.py" in sources
+    bad = []
+    for name, src in sorted(sources.items()):
+        try:
+            ast.parse(src, name, feature_version=TARGET)
+        except SyntaxError as exc:
+            bad.append(f"{name}:{exc.lineno}: {exc.msg}")
+    assert bad == []
