@@ -21,13 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from krita_env import ARTIFACTS, HOST_SKIP, INSTALLS, KritaInstall, use
+from krita_env import HOST_SKIP, INSTALLS, KritaInstall, use
 
 ROOT = Path(__file__).resolve().parents[1]
 DRAGGAN = [sys.executable, "-m", "draggan_daemon.cli"]
 BUNDLED = ROOT / "daemon" / "models" / "bundled.safetensors"
 KRITA_SKIP = HOST_SKIP
-__all__ = ["ARTIFACTS"]  # also imported from here by test_krita_documents
 
 
 @pytest.fixture(scope="module", params=sorted(INSTALLS))
