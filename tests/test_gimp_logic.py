@@ -33,7 +33,7 @@ def test_first_anchor_is_handle_last_is_target_in_layer_coordinates() -> None:
     strokes = [[(15, 25), (40, 40), (30, 20)], [(50, 60), (55, 61)]]
     result = P.strokes_to_pairs(strokes, offset=(10, 20), size=(100, 100))
     assert [(p.handle, p.target) for p in result.pairs] == [((5, 5), (20, 0)), ((40, 40), (45, 41))]
-    assert [p.stroke for p in result.pairs] == [0, 1]
+    assert [p.index for p in result.pairs] == [0, 1]
     assert result.skipped == []
     assert result.summary() == "2 pairs found"
 
@@ -48,7 +48,7 @@ def test_unusable_strokes_are_skipped_with_a_reason() -> None:
         [(float("nan"), 1), (2, 2)],
     ]
     result = P.strokes_to_pairs(strokes, size=(64, 64))
-    assert [p.stroke for p in result.pairs] == [4]
+    assert [p.index for p in result.pairs] == [4]
     reasons = dict(result.skipped)
     assert set(reasons) == {0, 1, 2, 3, 5}
     assert "two points" in reasons[0] and "same" in reasons[1] and "outside" in reasons[2] and "outside" in reasons[3]
@@ -60,7 +60,7 @@ def test_unusable_strokes_are_skipped_with_a_reason() -> None:
 def test_max_pairs_keeps_the_first() -> None:
     strokes = [[(i, 0), (i, 10)] for i in range(5)]
     result = P.strokes_to_pairs(strokes, max_pairs=3)
-    assert [p.stroke for p in result.pairs] == [0, 1, 2]
+    assert [p.index for p in result.pairs] == [0, 1, 2]
     assert [i for i, _ in result.skipped] == [3, 4]
 
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+
+from draggan_protocol.pairs import Pair  # noqa: F401  (the one pair type; geometry makes and reads them)
 
 Affine = tuple[float, float, float, float, float, float]  # a, b, c, d, e, f: x' = a x + c y + e, y' = b x + d y + f
 IDENTITY: Affine = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
@@ -21,26 +22,6 @@ IDENTITY: Affine = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _TOKEN = re.compile(rf"[MmLlHhVvCcSsQqTtAaZz]|{_NUMBER}")
 _ARGS = {"M": 2, "L": 2, "H": 1, "V": 1, "C": 6, "S": 4, "Q": 4, "T": 2, "A": 7, "Z": 0}
-
-
-@dataclass(frozen=True)
-class Pair:
-    """One handle -> target pair in document pixels."""
-
-    hx: float
-    hy: float
-    tx: float
-    ty: float
-
-    def shifted(self, dx: float, dy: float) -> Pair:
-        return Pair(self.hx + dx, self.hy + dy, self.tx + dx, self.ty + dy)
-
-    def as_list(self) -> list[float]:
-        return [self.hx, self.hy, self.tx, self.ty]
-
-    @property
-    def length(self) -> float:
-        return math.hypot(self.tx - self.hx, self.ty - self.hy)
 
 
 def path_points(d: str) -> tuple[list[tuple[float, float]], bool]:

@@ -11,23 +11,12 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from draggan_protocol.pairs import Pair
+
 Point = tuple[float, float]
 
 # A handle this close to its target asks for no motion at all; such a stroke is almost certainly a stray click.
 MIN_DRAG_DISTANCE = 0.5
-
-
-@dataclass(frozen=True)
-class Pair:
-    """One drag request in layer pixel coordinates (x to the right, y down)."""
-
-    handle: Point
-    target: Point
-    stroke: int  # index of the stroke it came from, for messages
-
-    @property
-    def distance(self) -> float:
-        return math.hypot(self.target[0] - self.handle[0], self.target[1] - self.handle[1])
 
 
 @dataclass
@@ -57,7 +46,7 @@ class PairsResult:
         lines = []
         for p in self.pairs:
             (hx, hy), (tx, ty) = self.in_image(p.handle), self.in_image(p.target)
-            lines.append(f"stroke {p.stroke + 1}: ({hx:.0f}, {hy:.0f}) -> ({tx:.0f}, {ty:.0f})")
+            lines.append(f"stroke {p.index + 1}: ({hx:.0f}, {hy:.0f}) -> ({tx:.0f}, {ty:.0f})")
         lines += [f"stroke {i + 1}: skipped, {why}" for i, why in self.skipped]
         return lines
 
@@ -97,8 +86,8 @@ def strokes_to_pairs(
         if not all(math.isfinite(v) for v in (*handle, *target)):
             result.skipped.append((index, "its points are not finite numbers"))
             continue
-        pair = Pair(handle, target, index)
-        if pair.distance < MIN_DRAG_DISTANCE:
+        pair = Pair(*handle, *target, index)
+        if pair.length < MIN_DRAG_DISTANCE:
             result.skipped.append((index, "its first and last points are the same"))
             continue
         if size is not None and not (_inside(handle, size) and _inside(target, size)):

@@ -168,7 +168,7 @@ def default_model(info: dict[str, Any]) -> str | None:
 
 
 def drag_points(pairs: Sequence[Pair]) -> list[tuple[float, float, float, float]]:
-    return [(p.handle[0], p.handle[1], p.target[0], p.target[1]) for p in pairs]
+    return [(p.hx, p.hy, p.tx, p.ty) for p in pairs]
 
 
 class Conversation:
@@ -314,7 +314,7 @@ def seed_pairs_problem(pairs: Sequence[Pair], size: tuple[int, int], offset: tup
     return (
         f"Without 'Fit my layer into the model first', DragGAN drags the model's own picture number {seed} instead "
         f"of your layer: {w} × {h} px, from ({ox}, {oy}) to ({ox + w - 1}, {oy + h - 1}) in the image. Stroke "
-        f"{first.stroke + 1}, {where}{others}, does not lie on it.\n"
+        f"{first.index + 1}, {where}{others}, does not lie on it.\n"
         "Turn 'Fit my layer into the model first' on to drag your layer, or draw the strokes inside that square."
     )
 
