@@ -343,10 +343,7 @@ class Client:
     def open_seed_session(
         self, seed: int = 0, *, model: str | None = None, psi: float = 0.7, offset: tuple[int, int] = (0, 0)
     ) -> dict[str, Any]:
-        content = {"source": "seed", "seed": int(seed), "psi": float(psi), "offset": list(offset)}
-        if model:
-            content["model"] = model
-        return self.request("open_session", content, timeout=60.0).content
+        return self.request("open_session", seed_session_request(seed, model, psi, offset), timeout=60.0).content
 
     def invert(
         self,
@@ -355,10 +352,7 @@ class Client:
         pti: bool | None = None,
         on_progress: ProgressCallback | None = None,
     ) -> dict[str, Any]:
-        content: dict[str, Any] = {"session_id": session_id, "preset": preset}
-        if pti is not None:
-            content["pti"] = pti
-        return self.run_job("invert", content, on_progress=on_progress)
+        return self.run_job("invert", invert_request(session_id, preset, pti), on_progress=on_progress)
 
     def drag(
         self,
@@ -393,10 +387,7 @@ class Client:
         timeout: float = 120.0,
         output: str | None = None,
     ) -> Image:
-        content: dict[str, Any] = {"session_id": session_id, "area": area, "format": format}
-        if output is not None:
-            content["output"] = output
-        reply = self.request("get_result", content, timeout=timeout)
+        reply = self.request("get_result", result_request(session_id, area, format, output), timeout=timeout)
         return image_from_message(reply)
 
     def close_session(self, session_id: str) -> dict[str, Any]:
@@ -433,6 +424,36 @@ def layer_session_request(
     if model:
         content["model"] = model
     return content, buffers
+
+
+def seed_session_request(
+    seed: int, model: str | None = None, psi: float | None = 0.7, offset: tuple[int, int] = (0, 0)
+) -> dict[str, Any]:
+    """The content of an open_session request for the model's own picture number `seed` (psi None: the daemon's)."""
+    content: dict[str, Any] = {"source": "seed", "seed": int(seed), "offset": [int(v) for v in offset]}
+    if psi is not None:
+        content["psi"] = float(psi)
+    if model:
+        content["model"] = model
+    return content
+
+
+def invert_request(session_id: str, preset: str = "fast", pti: bool | None = None) -> dict[str, Any]:
+    """The content of an invert (fit) request."""
+    content: dict[str, Any] = {"session_id": session_id, "preset": str(preset)}
+    if pti is not None:
+        content["pti"] = bool(pti)
+    return content
+
+
+def result_request(
+    session_id: str, area: str = "layer", format: str = "RGBA8", output: str | None = None
+) -> dict[str, Any]:
+    """The content of a get_result request: `area` layer (the whole layer) or changed (the changed rectangle)."""
+    content: dict[str, Any] = {"session_id": session_id, "area": area, "format": format}
+    if output is not None:
+        content["output"] = output
+    return content
 
 
 def drag_request(

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from draggan_protocol import jobs
-from draggan_protocol.client import drag_request, layer_session_request
+from draggan_protocol.client import drag_request, invert_request, layer_session_request, result_request
 from draggan_protocol.outcome import arrival_text, error_text, fallback_text, large_region_text
 from draggan_protocol.progress import plural, queued_words
 from PyQt5.QtCore import QObject, QTimer, pyqtSignal
@@ -222,11 +222,7 @@ class EditController(QObject):
         if self.phase != DONE or self.session is None or not self.on_work_document():
             return
         try:
-            self._request(
-                "get_result",
-                {"session_id": self.session.session_id, "area": "changed", "format": "BGRA8"},
-                "apply",
-            )
+            self._request("get_result", result_request(self.session.session_id, "changed", "BGRA8"), "apply")
         except ConnectionError as exc:
             self._fail(str(exc))
             return
@@ -297,8 +293,7 @@ class EditController(QObject):
         assert s is not None
         try:
             if action == "fit":
-                content = {"session_id": s.session_id, "preset": self.params.invert_preset}
-                self._start_job("invert", content, [])
+                self._start_job("invert", invert_request(s.session_id, self.params.invert_preset), [])
                 self._set_phase(QUEUED, "Fitting the layer into the model…")
             else:
                 dx, dy = -s.rect[0], -s.rect[1]
@@ -462,7 +457,7 @@ class EditController(QObject):
             return
         # The last preview may be a few steps old: fetch the final pixels for the preview layer.
         try:
-            content = {"session_id": self.session.session_id, "area": "changed", "format": "BGRA8"}
+            content = result_request(self.session.session_id, "changed", "BGRA8")
             self._request("get_result", content, "preview_final")
         except (ConnectionError, AttributeError) as exc:
             self._fail(str(exc))

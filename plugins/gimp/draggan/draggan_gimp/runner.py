@@ -28,7 +28,13 @@ from draggan_protocol import (
     default_connection_file,
     read_connection_file,
 )
-from draggan_protocol.client import drag_request, image_from_message, layer_session_request
+from draggan_protocol.client import (
+    drag_request,
+    image_from_message,
+    layer_session_request,
+    result_request,
+    seed_session_request,
+)
 from draggan_protocol.jobs import HEARTBEAT_INTERVAL, LOST, LOST_AFTER, REFUSED, Job
 from draggan_protocol.outcome import START_DAEMON, arrival_text, error_text, fallback_text, large_region_text, lost_text
 from draggan_protocol.progress import plural
@@ -350,9 +356,7 @@ def run_drag(
             name=layer.name,
         )
     else:
-        content, buffers = {"source": "seed", "seed": int(settings.seed), "offset": list(layer.offset)}, []
-        if model:
-            content["model"] = model
+        content, buffers = seed_session_request(settings.seed, model, psi=None, offset=layer.offset), []
     session = talk.request("open_session", content, buffers, "opening a session").content
     session_id = session["session_id"]
     warnings: list[str] = []
@@ -396,7 +400,7 @@ def run_drag(
                 "the layer is unchanged."
             )
         feedback.status("DragGAN: fetching the result")
-        result = talk.request("get_result", {"session_id": session_id, "area": "layer"}, (), "fetching the result")
+        result = talk.request("get_result", result_request(session_id), (), "fetching the result")
         image = image_from_message(result)
         handles = list(done.get("handles") or [])
         summary = outcome_text(done)
