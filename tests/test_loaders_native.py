@@ -124,16 +124,21 @@ def test_damaged_native_files(tmp_path):
         h[first]["data_offsets"][0] += 4
         return h, b
 
+    def ints(h, b):  # the same bytes declared as 32-bit integers: well-formed, but no weights
+        h[first]["dtype"] = "I32"
+        return h, b
+
     cases = {
-        "truncated": (lambda: _write(tmp_path / "cut.safetensors", data[: len(data) - 10]), "truncated"),
-        "short": (lambda: _write(tmp_path / "short.safetensors", data[:20]), "truncated"),
+        "truncated": (lambda: _write(tmp_path / "cut.safetensors", data[: len(data) - 10]), "not fully covered"),
+        "short": (lambda: _write(tmp_path / "short.safetensors", data[:20]), "invalid header"),
         "foreign": (lambda: corrupt(path, tmp_path, "foreign.safetensors", meta(format="other")), "not a generator"),
         "newer": (lambda: corrupt(path, tmp_path, "v9.safetensors", meta(format_version="9")), "version"),
         "config": (lambda: corrupt(path, tmp_path, "cfg.safetensors", meta(config="{bad")), "architecture"),
         "missing": (lambda: corrupt(path, tmp_path, "missing.safetensors", drop), f"missing {first}"),
-        "hole": (lambda: corrupt(path, tmp_path, "hole.safetensors", hole), "overlaps or leaves gaps"),
-        "gap": (lambda: corrupt(path, tmp_path, "gap.safetensors", gap), "bytes do not hold"),
-        "trailing": (lambda: _write(tmp_path / "trail.safetensors", data + b"xx"), "stray bytes"),
+        "hole": (lambda: corrupt(path, tmp_path, "hole.safetensors", hole), "invalid offset"),
+        "gap": (lambda: corrupt(path, tmp_path, "gap.safetensors", gap), "invalid"),
+        "trailing": (lambda: _write(tmp_path / "trail.safetensors", data + b"xx"), "not fully covered"),
+        "integers": (lambda: corrupt(path, tmp_path, "int.safetensors", ints), "not floating-point"),
     }
     for name, (make, expected) in cases.items():
         bad = make()
