@@ -153,6 +153,30 @@ class SessionStore:
             self.sessions[s.session_id] = s
             return s
 
+    def fair_victim(self, owner: bytes) -> Session | None:
+        """When the daemon is full: the session to free so that `owner` gets its fair share, else None.
+
+        A fair share is max_sessions divided among the clients holding sessions (the newcomer counted). A client
+        below it may take the least recently used idle session of the client holding the most, if that one holds
+        more than its share; so a few clients (or one client under several connections) can fill the daemon
+        only until someone else needs a place, and no one waits for an idle timeout of an hour.
+        """
+        with self.lock:
+            if len(self.sessions) < self.max_sessions:
+                return None
+            held: dict[bytes, list[Session]] = {}
+            for s in self.sessions.values():
+                if not s.closing:
+                    held.setdefault(s.owner, []).append(s)
+            share = max(self.max_sessions // len(set(held) | {owner}), 1)
+            if len(held.get(owner, [])) >= share:
+                return None
+            biggest = max(held, key=lambda o: len(held[o]), default=None)
+            if biggest is None or biggest == owner or len(held[biggest]) <= share:
+                return None
+            idle = [s for s in held[biggest] if not s.busy]
+            return min(idle, key=lambda s: s.last_used) if idle else None
+
     def get_owned(self, session_id: str, owner: bytes) -> Session:
         with self.lock:
             s = self.sessions.get(session_id)
