@@ -62,8 +62,75 @@ class Parameter:
         return value is None or (self.automatic is not None and value == self.automatic)
 
 
+@dataclass(frozen=True)
+class Preset:
+    """A named set of drag settings that a request's `params.preset` selects; the request's own values win.
+
+    `values` are wire values of `params` fields; a field it leaves out keeps the table's default. `scaling` says
+    how the engine works out what stays automatic (None) from the model's size: "studio" with this project's
+    rules (`DragConfig.resolve`), "official" with the official code's own rounding of its 512-pixel radii.
+    """
+
+    name: str
+    label: str
+    help: str
+    values: Mapping[str, Any]
+    scaling: str
+
+
+#: The project's own settings, and the official DragGAN GUI's. The studio's differ from the GUI's on purpose:
+#: a learning rate of 2e-3 (the paper's for FFHQ, AFHQ-cat and LSUN-car, the GUI's 1e-3 takes about twice the
+#: steps), raised below 256 px where one pixel is a larger share of the picture; sub-pixel tracking, so handles
+#: can settle within 1 px instead of the GUI's 2 (a large error on a 64-pixel model); a guard against handles
+#: jumping to look-alikes; arrival checked against the picture's measured motion; and radii and optimised ws
+#: widened for models below 256 px, where the official rounding leaves no grip (r1 = round(3/512 H) is 0 below
+#: 86 px). The measurements behind each are in `DragConfig.resolve`.
+#: The official values (XingangPan/DragGAN `viz/`): `latent_widget.py` lr 0.001 and w+; `drag_widget.py` r1 3,
+#: r2 12 and lambda_mask 20; `renderer.py` ws = cat(ws[:, :6], w0[:, 6:]), tracking by the nearest feature on
+#: whole pixels, r1 and r2 scaled as round(r / 512 H), stop when every handle is within max(2 / 512 H, 2) px;
+#: no arrival check beyond the tracker's, no guard.
+PRESETS: tuple[Preset, ...] = (
+    Preset(
+        "studio",
+        "DragGAN Studio",
+        "This project's own settings: sub-pixel tracking guarded against jumps, arrival checked against the "
+        "picture's motion, stop within 1 px, a learning rate of 2e-3 (the paper's; more for models below 256 px), "
+        "grip and search radii widened for small models",
+        {},
+        "studio",
+    ),
+    Preset(
+        "official",
+        "Official DragGAN",
+        "The official DragGAN program's settings, to compare with it: learning rate 1e-3, the first 6 layers "
+        "changed, whole-pixel tracking within 12 px, a 3-pixel grip (both at 512 px, scaled with the "
+        "model's size), stop within 2 px, the tracker alone decides arrival",
+        {
+            "lr": 1e-3,
+            "latent_space": "w+",
+            "optimised_layers": 6,
+            "mask_weight": 20.0,
+            "tracking": "nearest",
+            "jump_guard": False,
+            "measured_arrival": False,
+        },
+        "official",
+    ),
+)
+
+PRESETS_BY_NAME: dict[str, Preset] = {p.name: p for p in PRESETS}
+
 # The painter-facing parameters come first, in the order the plug-ins show them; the tuning knobs after.
 TABLE: tuple[Parameter, ...] = (
+    Parameter(
+        "preset",
+        "str",
+        PRESETS[0].name,
+        "Settings",
+        "Which settings a drag starts from; values set by hand win. "
+        + "; ".join(f"'{p.name}': {p.help[0].lower()}{p.help[1:]}" for p in PRESETS),
+        choices=tuple(p.name for p in PRESETS),
+    ),
     Parameter(
         "output",
         "str",
@@ -205,6 +272,23 @@ TABLE: tuple[Parameter, ...] = (
         unit="model pixels",
     ),
     Parameter(
+        "tracking",
+        "str",
+        "subpixel",
+        "Tracking",
+        "How a handle is found again after each step: 'subpixel' between pixels (handles can settle closer), "
+        "'nearest' on whole pixels, as the original DragGAN",
+        choices=("subpixel", "nearest"),
+    ),
+    Parameter(
+        "jump_guard",
+        "bool",
+        True,
+        "Jump guard",
+        "On: a handle that the tracker would move further than its grip in one step, to a look-alike, is held "
+        "where it was. Off: the tracker's answer is taken as it is, as in the original DragGAN",
+    ),
+    Parameter(
         "seed",
         "int",
         0,
@@ -249,6 +333,37 @@ def defaults(place: str | None = None) -> dict[str, Any]:
     return {p.name: p.default for p in TABLE if place is None or p.place == place}
 
 
+def preset(name: str) -> Preset:
+    """The preset called `name`; a KeyError that lists the known presets otherwise."""
+    try:
+        return PRESETS_BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"no drag preset {name!r}; known: {', '.join(PRESETS_BY_NAME)}") from None
+
+
+def with_preset(params: Mapping[str, Any]) -> tuple[dict[str, Any], Preset]:
+    """A drag's `params` with its preset's values filled in beneath its own, and the preset.
+
+    `params` may name its preset (`preset`, else the table's default); every other value it gives wins over the
+    preset's, except an automatic one (None, a learning rate of 0), which asks for the preset's value or, where
+    the preset has none, the engine's choice. The result no longer holds `preset` and holds no automatic value.
+    """
+    chosen = preset(str(params.get("preset") or default("preset")))
+    merged: dict[str, Any] = dict(chosen.values)
+    for name, value in params.items():
+        if name != "preset" and not get(name).is_automatic(value):
+            merged[name] = value
+    return merged, chosen
+
+
+def describe_presets() -> list[dict[str, Any]]:
+    """The presets as plain data (name, label, help, values, scaling), for `hello_reply.capabilities`."""
+    return [
+        {"name": p.name, "label": p.label, "help": p.help, "values": dict(p.values), "scaling": p.scaling}
+        for p in PRESETS
+    ]
+
+
 def limits(name: str) -> tuple[Any, Any]:
     """(minimum, maximum) of a numeric parameter, typed like it: a spin box's range."""
     return get(name).limits()
@@ -286,6 +401,58 @@ def clamp(name: str, value: Any) -> Any:
     return number
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+_AUTOMATIC = ("", "auto", "none")
+
+
+def describe_range(name: str) -> str:
+    """What `name` accepts, in words: "an integer from 1 to 5000", "one of: fast, quality", "true or false"."""
+    p = get(name)
+    if p.kind == "bool":
+        text = "true or false"
+    elif p.choices is not None:
+        text = "one of: " + ", ".join(p.choices)
+    elif p.minimum is not None and p.maximum is not None:
+        lo, hi = p.limits()
+        text = f"an integer from {lo} to {hi}" if p.kind == "int" else f"a number from {lo:g} to {hi:g}"
+    else:
+        text = "a text"
+    if p.default is None:
+        text += ", or 'auto' (the daemon's choice)"
+    return text
+
+
+def parse(name: str, text: str) -> Any:
+    """The value of `name` written as `text` (a command line's FIELD=VALUE): read as the field's kind and
+    checked against its range or choices, never clamped. 'auto' (or nothing) gives None where the default is
+    None. Raises ValueError naming the field and what it accepts (KeyError for an unknown field)."""
+    p = get(name)
+    word = text.strip()
+    if p.default is None and word.lower() in _AUTOMATIC:
+        return None
+    bad = ValueError(f"{name} must be {describe_range(name)}, not {text!r}")
+    if p.kind == "bool":
+        if word.lower() in _TRUE:
+            return True
+        if word.lower() in _FALSE:
+            return False
+        raise bad
+    if p.kind == "str":
+        if p.choices is not None and word not in p.choices:
+            raise bad
+        return word
+    try:
+        number: Any = int(word) if p.kind == "int" else float(word)
+    except ValueError:
+        raise bad from None
+    if not math.isfinite(number):
+        raise bad
+    if (p.minimum is not None and number < p.minimum) or (p.maximum is not None and number > p.maximum):
+        raise bad
+    return number
+
+
 def drag_params(values: Mapping[str, Any]) -> dict[str, Any]:
     """The `params` map of a drag request from `values` (wire names), each clamped, automatic ones left out.
 
@@ -316,6 +483,15 @@ def _check_table() -> None:
                 raise AssertionError(f"{p.name}: default {p.default!r} outside {p.minimum}..{p.maximum}")
     if len(BY_NAME) != len(TABLE):
         raise AssertionError("two entries share a name")
+    for pr in PRESETS:
+        if pr.scaling not in ("studio", "official"):
+            raise AssertionError(f"preset {pr.name}: scaling {pr.scaling!r}")
+        for name, value in pr.values.items():
+            p = BY_NAME.get(name)
+            if p is None or p.place != PARAMS or name == "preset":
+                raise AssertionError(f"preset {pr.name}: {name!r} is not a drag params field")
+            if clamp(name, value) != value or p.is_automatic(value):
+                raise AssertionError(f"preset {pr.name}: {name} = {value!r} is not a value the table accepts")
 
 
 _check_table()

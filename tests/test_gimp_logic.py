@@ -122,7 +122,7 @@ def test_parameters_match_the_protocol_and_the_pdb_rules() -> None:
     allowed = SCHEMAS["drag"]["params"].schema
     s = params.RunSettings.from_values({"steps": 33, "learning-rate": 0.01, "mask-strength": 3})
     sent = s.drag_parameters()
-    assert sent == {"steps": 33, "lr": 0.01, "mask_weight": 3.0}
+    assert sent == {"preset": "studio", "steps": 33, "lr": 0.01, "mask_weight": 3.0}
     assert set(sent) <= set(allowed)
     validated = validate_request("drag", {"session_id": "x", "points": [[1, 2, 3, 4]], "params": sent})
     assert validated["params"] == sent

@@ -351,10 +351,29 @@ def test_parameters_are_remembered(qtbot, tmp_path):
     panel2 = make_panel(qtbot, app, tmp_path / "none.json", store)
     assert panel2.steps_spin.value() == 77 and panel2.lr_spin.value() == pytest.approx(0.004)
     assert panel2.mask_spin.value() == pytest.approx(5.5) and panel2.advanced_toggle.isChecked()
-    assert panel2.params.drag_params() == {"steps": 77, "lr": pytest.approx(0.004), "mask_weight": 5.5}
+    assert panel2.params.drag_params() == {
+        "preset": "studio",
+        "steps": 77,
+        "lr": pytest.approx(0.004),
+        "mask_weight": 5.5,
+    }
     assert panel2.output_combo.currentText() == "Generator's picture" and panel2.params.output == "generator"
     store.values["output"] = "sideways"  # a hand-edited value: back to the default
     assert make_panel(qtbot, app, tmp_path / "none.json", store).params.output == "transfer"
+
+
+def test_the_settings_choice_is_sent_and_remembered(qtbot, tmp_path):
+    """Issue 12: the official DragGAN settings one choice away in the Parameters section."""
+    store = MemoryStore()
+    app, _doc = make_doc(bytes(R * R * 4))
+    panel = make_panel(qtbot, app, tmp_path / "none.json", store)
+    combo = panel.settings_combo
+    assert [combo.itemData(i) for i in range(combo.count())] == ["studio", "official"]
+    assert combo.currentText() == "DragGAN Studio" and "official DragGAN" in combo.toolTip()
+    combo.setCurrentIndex(combo.findData("official"))
+    assert store.values["preset"] == "official" and panel.params.drag_params()["preset"] == "official"
+    panel2 = make_panel(qtbot, app, tmp_path / "none.json", store)
+    assert panel2.settings_combo.currentText() == "Official DragGAN" and panel2.params.preset == "official"
 
 
 def test_settings_through_krita_and_qsettings(tmp_path):

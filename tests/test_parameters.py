@@ -101,7 +101,7 @@ def test_clamp_pulls_values_into_range_and_falls_back_to_the_default() -> None:
     assert table.clamp("r1", None) is None  # automatic stays automatic
     with pytest.raises(ValueError):
         table.clamp("steps", "lots")
-    with pytest.raises(KeyError, match="known: output, steps"):
+    with pytest.raises(KeyError, match="known: preset, output, steps"):
         table.clamp("step", 3)
 
 
@@ -164,7 +164,7 @@ def test_the_engines_defaults_are_the_tables() -> None:
 
     config = DragConfig()
     assert config.max_steps == table.default("steps") == 200
-    for name in ("mask_weight", "latent_space", "seed"):
+    for name in ("mask_weight", "latent_space", "seed", "tracking", "jump_guard"):
         assert getattr(config, name) == table.default(name), name
     for name in ("lr", "r1", "r2", "optimised_layers", "stop_distance"):  # worked out by model size
         assert getattr(config, name) is None and table.get(name).is_automatic(table.default(name)), name
@@ -200,19 +200,21 @@ def test_krita_params_are_the_tables() -> None:
     assert Params.LIMITS == {name: table.limits(name) for name in ("steps", "lr", "mask_weight", "preview_every")}
     assert all(type(v) is int for v in Params.LIMITS["steps"] + Params.LIMITS["preview_every"])  # QSpinBox
     assert Params.OUTPUTS == table.get("output").choices
-    assert fresh.drag_params() == {"steps": 200, "mask_weight": 20.0}  # lr automatic: left to the daemon
-    wild = Params(steps=10**6, lr=3.0, mask_weight=-5.0, preview_every=-1, invert_preset="best", output="x")
+    # lr automatic: left to the daemon (and the preset)
+    assert fresh.drag_params() == {"preset": "studio", "steps": 200, "mask_weight": 20.0}
+    wild = Params(steps=10**6, lr=3.0, mask_weight=-5.0, preview_every=-1, invert_preset="best", output="x", preset="y")
     wild.clamp()
     assert (wild.steps, wild.lr, wild.mask_weight, wild.preview_every) == (5000, 0.1, 0.0, 0)
-    assert (wild.invert_preset, wild.output) == ("fast", "transfer")
+    assert (wild.invert_preset, wild.output, wild.preset) == ("fast", "transfer", "studio")
     sent = validate_request("drag", {"session_id": "s", "points": [[1, 2, 3, 4]], "params": wild.drag_params()})
-    assert sent["params"] == {"steps": 5000, "lr": 0.1, "mask_weight": 0.0}
+    assert sent["params"] == {"preset": "studio", "steps": 5000, "lr": 0.1, "mask_weight": 0.0}
 
 
 def test_gimp_params_are_the_tables() -> None:
     mapped = {p.name: p for p in gimp_params.PARAMS if p.wire is not None}
-    # GIMP's own names stay, so scripts keep working; these four are the table's.
+    # GIMP's own names stay, so scripts keep working; these are the table's.
     assert {n: p.wire for n, p in mapped.items()} == {
+        "settings": "preset",
         "output": "output",
         "steps": "steps",
         "learning-rate": "lr",
@@ -232,7 +234,7 @@ def test_gimp_params_are_the_tables() -> None:
         if entry.choices is not None:
             assert p.kind == "choice" and tuple(p.nicks()) == entry.choices
     run = gimp_params.RunSettings.from_values({})
-    assert (run.output, run.steps, run.learning_rate, run.mask_strength) == tuple(
-        table.default(n) for n in ("output", "steps", "lr", "mask_weight")
+    assert (run.output, run.steps, run.learning_rate, run.mask_strength, run.settings) == tuple(
+        table.default(n) for n in ("output", "steps", "lr", "mask_weight", "preset")
     )
-    assert run.drag_parameters() == {"steps": 200, "mask_weight": 20.0}
+    assert run.drag_parameters() == {"preset": "studio", "steps": 200, "mask_weight": 20.0}

@@ -73,6 +73,9 @@ class DragConfig:
     disk_grid: DiskGrid = "official"
     noise_mode: NoiseMode = "const"
     local_features: bool = True  # compute the supervised map only around the handles when nothing else needs it
+    # How the values left None are worked out from the model's size: "studio" as below; "official" as the
+    # official code: lr 1e-3, 6 ws, round(3/512 H) and round(12/512 H) (at least 1), stop max(2/512 H, 2).
+    scaling: Literal["studio", "official"] = "studio"
 
     def resolve(self, image_size: int) -> ResolvedConfig:
         """Pixel values for a model of `image_size` pixels.
@@ -101,6 +104,8 @@ class DragConfig:
         Stop distance: official max(2/512 H, 2) with integer tracking; with sub-pixel tracking max(2/512 H, 1),
         since a 2-pixel tolerance is a large error on a 64-pixel image and sub-pixel handles can settle closer.
         """
+        if self.scaling == "official":
+            return self._resolve_official(image_size)
         r1_floor = 2 if image_size >= 256 else 4
         r1 = float(self.r1) if self.r1 is not None else float(max(round(3 / 512 * image_size), r1_floor))
         r2 = int(self.r2) if self.r2 is not None else max(round(12 / 512 * image_size), 3)
@@ -119,6 +124,23 @@ class DragConfig:
             layers = 2 * int(math.log2(layout_res)) - 2  # b4: ws 0-1, each further block two more
         return ResolvedConfig(
             lr=lr, r1=r1, r2=r2, stop_distance=stop, min_motion=min(1.0, stop), jump_limit=jump, optimised_layers=layers
+        )
+
+    def _resolve_official(self, image_size: int) -> ResolvedConfig:
+        """The official GUI's values (XingangPan/DragGAN `viz/renderer.py`) for what is None. Where its rounding
+        gives a radius of 0 (r1 below 86 px: no pixel supervised), 1."""
+        r1 = float(self.r1) if self.r1 is not None else float(max(round(3 / 512 * image_size), 1))
+        r2 = int(self.r2) if self.r2 is not None else max(round(12 / 512 * image_size), 1)
+        stop = float(self.stop_distance) if self.stop_distance is not None else max(2 / 512 * image_size, 2.0)
+        jump = float(self.jump_limit) if self.jump_limit is not None else max(r1, 2.0)
+        return ResolvedConfig(
+            lr=float(self.lr) if self.lr is not None else 1e-3,
+            optimised_layers=int(self.optimised_layers) if self.optimised_layers is not None else 6,
+            r1=r1,
+            r2=r2,
+            stop_distance=stop,
+            min_motion=min(1.0, stop),
+            jump_limit=jump,
         )
 
 

@@ -16,6 +16,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -338,6 +339,11 @@ class SynthesisNetwork(nn.Module):
         return self.run(ws, noise_mode=noise_mode)[0]
 
 
+def seed_z(seed: int, z_dim: int) -> np.ndarray:
+    """z for `seed` as the official DragGAN code draws it: RandomState(seed).randn(1, z_dim), as float32."""
+    return np.random.RandomState(int(seed)).randn(1, z_dim).astype(np.float32)
+
+
 class Generator(nn.Module):
     """z -> w (mapping) -> image (synthesis). Images are NCHW floats, nominally in [-1, 1]."""
 
@@ -364,7 +370,8 @@ class Generator(nn.Module):
         return min(blocks, key=lambda r: (abs(math.log2(r) - math.log2(preferred)), -r))
 
     def z_to_ws(self, seed: int, truncation_psi: float = 0.7, device: torch.device | str = "cpu") -> torch.Tensor:
-        g = torch.Generator().manual_seed(int(seed))
-        z = torch.randn(1, self.z_dim, generator=g).to(device)
+        """The latent of picture number `seed`, drawn as DragGAN draws it (`viz/renderer.py`): z =
+        NumPy's RandomState(seed).randn(1, z_dim) in float32, so a seed here is DragGAN's picture for the model."""
+        z = torch.from_numpy(seed_z(seed, self.z_dim)).to(device)
         with torch.no_grad():
             return self.mapping(z, truncation_psi)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from draggan_protocol import Client, DaemonError, DaemonUnreachable, Message, arrival_text, drag_request, fallback_text
-from draggan_protocol.spec import OUTPUT_MODES
+from draggan_protocol import parameters as table
 
 
 def parse_pair(text: str) -> tuple[float, float, float, float]:
@@ -35,6 +35,28 @@ def parse_rect(text: str) -> tuple[int, int, int, int]:
     return x, y, w, h
 
 
+def parse_setting(text: str) -> tuple[str, Any]:
+    """FIELD=VALUE of `--set`: any field of the drag parameter table, its value read by the table's kind and
+    checked against its range (a clear error names the field and what it accepts)."""
+    name, sep, value = text.partition("=")
+    name = name.strip().replace("-", "_")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected FIELD=VALUE, got {text!r}")
+    if name not in table.BY_NAME:
+        raise argparse.ArgumentTypeError(f"no drag field {name!r}; the fields are: {', '.join(table.names())}")
+    try:
+        return name, table.parse(name, value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _help(name: str) -> str:
+    """An option's help: the table's own words, what it accepts and its default (% escaped for argparse)."""
+    p = table.get(name)
+    default = "" if p.default is None else f"; default {p.default}"
+    return f"{p.help} ({table.describe_range(name)}{default})".replace("%", "%%")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="draggan edit", description="Drag points on an image through the daemon.")
     p.add_argument("input", help="input image (PNG or anything Pillow reads)")
@@ -48,10 +70,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--mask", help="grey image of the same size: white = may change, black = keep fixed")
     p.add_argument("--region", type=parse_rect, metavar="X,Y,W,H", help="edit only this rectangle (default: all)")
-    p.add_argument("--steps", type=int, default=200, help="maximum drag steps (default 200)")
-    p.add_argument("--lr", type=float, help="learning rate of the latent optimiser")
-    p.add_argument("--mask-weight", type=float, help="how strongly masked-out areas are held fixed")
-    p.add_argument("--invert-preset", choices=("fast", "quality"), default="fast", help="how the image is fitted")
+    p.add_argument(
+        "--preset",
+        choices=table.get("preset").choices,
+        help=_help("preset") + "; the options below and --set win over the preset's values",
+    )
+    p.add_argument("--steps", type=int, default=table.default("steps"), help=_help("steps"))
+    p.add_argument("--lr", type=float, help=_help("lr"))
+    p.add_argument("--mask-weight", type=float, help=_help("mask_weight"))
+    p.add_argument(
+        "--set",
+        action="append",
+        type=parse_setting,
+        default=[],
+        metavar="FIELD=VALUE",
+        help="set a drag field by its wire name (PROTOCOL.md §6, drag), 'auto' for the daemon's choice where it "
+        "has one; repeatable, wins over the options above; a value out of range is refused with the field's "
+        f"range. Fields: {', '.join(table.names())}",
+    )
+    p.add_argument(
+        "--invert-preset",
+        choices=table.get("invert_preset").choices,
+        default=table.default("invert_preset"),
+        help=_help("invert_preset"),
+    )
     p.add_argument(
         "--invert-steps",
         type=int,
@@ -62,9 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output PNG")
     p.add_argument(
         "--output-mode",
-        choices=OUTPUT_MODES,
-        default="transfer",
-        help="transfer: your own pixels, moved by the generator's motion (default); generator: the generator's picture",
+        choices=table.get("output").choices,
+        default=table.default("output"),
+        help=_help("output"),
     )
     p.add_argument("--connection-file", help="daemon connection file (default: the standard location)")
     p.add_argument("--in-process", action="store_true", help="always start a private daemon in this process")
@@ -72,6 +114,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument("-v", "--verbose", action="store_true", help="daemon logs (with an in-process daemon)")
     return p
+
+
+def drag_fields(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the drag's `params`, the request's own table fields) from the options: --preset, --steps, --lr and
+    --mask-weight, then each --set in order (a later one wins). A --set of an automatic value (auto) leaves
+    the field out, to the preset or the daemon."""
+    params: dict[str, Any] = {"steps": args.steps}
+    if args.preset is not None:
+        params["preset"] = args.preset
+    if args.lr is not None:
+        params["lr"] = args.lr
+    if args.mask_weight is not None:
+        params["mask_weight"] = args.mask_weight
+    request: dict[str, Any] = {}
+    for name, value in args.set:
+        if name == "output":
+            args.output_mode = value
+        elif name == "invert_preset":
+            args.invert_preset = value
+        else:
+            into = params if table.get(name).place == table.PARAMS else request
+            into.pop(name, None)
+            if not table.get(name).is_automatic(value) or table.get(name).nullable:
+                into[name] = value
+    return params, request
 
 
 class ProgressBar:
@@ -173,11 +240,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 2
         mask_bytes = mask.tobytes()
-    params: dict[str, Any] = {"steps": args.steps}
-    if args.lr is not None:
-        params["lr"] = args.lr
-    if args.mask_weight is not None:
-        params["mask_weight"] = args.mask_weight
+    params, request = drag_fields(args)
 
     client, server = _connect(args)
     bar = ProgressBar(not args.quiet)
@@ -197,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
             invert_preset=args.invert_preset,
             invert_params=None if n is None else {"w_steps": n, "wplus_steps": n, "pti_steps": n},
         )
+        content.update(request)  # --set of the request's own fields (preview_every, new_content, ...)
         t0 = time.monotonic()
         done = client.run_job("drag", content, buffers, on_progress=bar.on_message)
         bar.end()

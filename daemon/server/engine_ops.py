@@ -139,14 +139,8 @@ class EngineOps:
                 raise EngineInputError(f"the handle at ({lx:g}, {ly:g}) lies outside the edited region")
         t_m = [(min(max(x, 0.0), res - 1.0), min(max(y, 0.0), res - 1.0)) for x, y in t_m]
 
-        # Automatic values (None, a learning rate of 0) are left to DragConfig, which resolves them by model size.
-        given = (args.get("params") or {}).items()
-        params = {k: v for k, v in given if not parameters.get(k).is_automatic(v)}
-        steps = int(params.pop("steps", parameters.default("steps")))
-        check_arrival = bool(params.pop("measured_arrival", parameters.default("measured_arrival")))
-        if "r2" in params:
-            params["r2"] = max(1, int(round(params["r2"])))
-        config = DragConfig(max_steps=steps, **params)
+        config, check_arrival = drag_config(args.get("params") or {})
+        steps = config.max_steps
 
         pairs = tuple((hx, hy, tx, ty) for (hx, hy), (tx, ty) in zip(h_m, t_m, strict=True))
         output = str(args.get("output", parameters.default("output")))
@@ -273,6 +267,20 @@ class EngineOps:
             "buffer": 0,
         }
         return desc, [rgba_to_frame(pixels, fmt)]
+
+
+def drag_config(params: dict[str, Any]) -> tuple[DragConfig, bool]:
+    """The engine's DragConfig for a drag request's `params`, and whether arrival is checked by the measure.
+
+    The request's preset (`params.preset`) gives the values the request leaves out; automatic values (None, a
+    learning rate of 0) are left to DragConfig, which works them out by model size with the preset's rules.
+    """
+    values, preset = parameters.with_preset(params)
+    steps = int(values.pop("steps", parameters.default("steps")))
+    check_arrival = bool(values.pop("measured_arrival", parameters.default("measured_arrival")))
+    if "r2" in values:
+        values["r2"] = max(1, int(round(values["r2"])))
+    return DragConfig(max_steps=steps, scaling=preset.scaling, **values), check_arrival
 
 
 _FINAL = -1  # cache key of the final picture (step numbers key the pictures seen during the drag)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
+from draggan_protocol import parameters
 from draggan_protocol.errors import ProtocolError
 from draggan_protocol.framing import SignatureError, decode, encode, make_header
 from draggan_protocol.replay import DEFAULT_CAPACITY, DEFAULT_MAX_SKEW, ReplayGuard
@@ -398,6 +399,7 @@ class DaemonServer:
                 "seed_sessions": True,
                 "outputs": list(OUTPUT_MODES),
                 "measured_arrival": True,
+                "presets": parameters.describe_presets(),
             },
             "queue_length": self.worker.queue_length(),
         }

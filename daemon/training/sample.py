@@ -34,7 +34,7 @@ def load_any(path: Path) -> Generator:
 
 @torch.no_grad()
 def render(G: Generator, seeds: list[int], psi: float) -> torch.Tensor:
-    """One image per seed (z from torch.Generator(seed)), as G.z_to_ws does, const noise."""
+    """One image per seed (z drawn as DragGAN draws it, by G.z_to_ws), const noise."""
     images = []
     for seed in seeds:
         ws = G.z_to_ws(seed, psi)

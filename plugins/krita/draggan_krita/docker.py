@@ -201,6 +201,10 @@ class DragPanel(QWidget):
             (self.preview_spin, "preview_every"),
         ):
             widget.setToolTip(table.get(name).help)  # the words every client shows (draggan_protocol.parameters)
+        self.settings_combo = QComboBox()  # the drag preset: this project's settings or the official DragGAN's
+        for value, label in settings_mod.Params.PRESETS:
+            self.settings_combo.addItem(label, value)
+        self.settings_combo.setToolTip(table.get("preset").help)
         self.model_combo = QComboBox()
         self.preset_combo = QComboBox()
         self.preset_combo.addItems(["fast", "quality"])
@@ -208,6 +212,7 @@ class DragPanel(QWidget):
         for value, label in OUTPUT_CHOICES:
             self.output_combo.addItem(label, value)
         self.output_combo.setToolTip(OUTPUT_TIP)
+        form.addRow("Settings", self.settings_combo)
         form.addRow("Result", self.output_combo)
         form.addRow("Steps", self.steps_spin)
         form.addRow("Learning rate", self.lr_spin)
@@ -227,6 +232,7 @@ class DragPanel(QWidget):
         self.model_combo.currentIndexChanged.connect(self._save_params)
         self.preset_combo.currentIndexChanged.connect(self._save_params)
         self.output_combo.currentIndexChanged.connect(self._save_params)
+        self.settings_combo.currentIndexChanged.connect(self._save_params)
 
         c = self.controller
         self.fit_button.clicked.connect(c.fit)
@@ -248,6 +254,7 @@ class DragPanel(QWidget):
         self.preview_spin.setValue(p.preview_every)
         self.preset_combo.setCurrentText(p.invert_preset)
         self.output_combo.setCurrentIndex(max(self.output_combo.findData(p.output), 0))
+        self.settings_combo.setCurrentIndex(max(self.settings_combo.findData(p.preset), 0))
         self._fill_models()
         self.advanced_toggle.setChecked(p.show_advanced)
         self._toggle_advanced(p.show_advanced, save=False)
@@ -290,6 +297,7 @@ class DragPanel(QWidget):
         p.preview_every = self.preview_spin.value()
         p.invert_preset = self.preset_combo.currentText()
         p.output = self.output_combo.currentData() or "transfer"
+        p.preset = self.settings_combo.currentData() or table.default("preset")
         p.model = self.model_combo.currentData() or ""
         settings_mod.save(self.store, p.clamp())
 

@@ -26,7 +26,7 @@ class Store(Protocol):
 
 # The table's fields this plug-in offers: the numbers have a spin box each, the choices a combo box.
 NUMBERS = ("steps", "lr", "mask_weight", "preview_every")
-CHOICES = ("invert_preset", "output")
+CHOICES = ("preset", "invert_preset", "output")
 
 
 @dataclass
@@ -39,14 +39,17 @@ class Params:
     invert_preset: str = table.default("invert_preset")
     output: str = table.default("output")  # "transfer": the layer's own pixels, moved; "generator": its picture
     show_advanced: bool = False
+    preset: str = table.default("preset")  # the drag's settings: "studio" (this project's) or "official" (DragGAN's)
 
     OUTPUTS = table.get("output").choices
+    PRESETS = tuple((pr.name, pr.label) for pr in table.PRESETS)  # (wire name, what the combo box shows)
 
     LIMITS = {name: table.limits(name) for name in NUMBERS}
 
     def drag_params(self) -> dict[str, Any]:
-        """The `params` of a drag request; an automatic (0) learning rate is left to the daemon."""
-        return table.drag_params({"steps": self.steps, "lr": self.lr, "mask_weight": self.mask_weight})
+        """The `params` of a drag request; an automatic (0) learning rate is left to the daemon (and the preset)."""
+        values = {"preset": self.preset, "steps": self.steps, "lr": self.lr, "mask_weight": self.mask_weight}
+        return table.drag_params(values)
 
     def clamp(self) -> Params:
         """Every number pulled into the table's range, every choice the table does not know set to its default."""

@@ -86,6 +86,10 @@ OUTPUT_CHOICES = (
 )
 
 
+# The drag presets: this project's settings and the official DragGAN program's, as the table words them.
+SETTINGS_CHOICES = tuple(Choice(p.name, p.label, p.help) for p in table.PRESETS)
+
+
 PARAMS: tuple[Param, ...] = (
     from_table("output", "output", "_Result", OUTPUT_CHOICES),
     from_table("steps", "steps", "_Steps"),
@@ -136,6 +140,8 @@ PARAMS: tuple[Param, ...] = (
         3600.0,
         in_dialog=False,
     ),
+    # Last, so that scripts passing the arguments in order keep working.
+    from_table("settings", "preset", "Settin_gs", SETTINGS_CHOICES),
 )
 
 BY_NAME = {p.name: p for p in PARAMS}
@@ -155,6 +161,7 @@ class RunSettings:
     preview_layer: bool = False
     connection_file: str = ""
     timeout: float = 4.0
+    settings: str = table.default("preset")  # the drag preset: 'studio' | 'official' (the drag's `params.preset`)
 
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> RunSettings:
@@ -172,9 +179,11 @@ class RunSettings:
     def drag_parameters(self) -> dict[str, Any]:
         """The daemon's drag parameters (names as in the protocol's drag request).
 
-        A learning rate of 0 is left out, so the daemon uses its own, scaled to the model's resolution.
+        The preset goes along; a learning rate of 0 is left out, so the daemon uses the preset's, or its own
+        scaled to the model's resolution.
         """
-        return table.drag_params({"steps": self.steps, "lr": self.learning_rate, "mask_weight": self.mask_strength})
+        values = {"steps": self.steps, "lr": self.learning_rate, "mask_weight": self.mask_strength}
+        return table.drag_params({"preset": self.settings, **values})
 
 
 def coerce(param: Param, value: Any) -> Any:
