@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 NoiseMode = Literal["const", "random", "none"]
+Crops = list[tuple[int, int]] | None  # (x, y) corners of a batch of crops of one picture, in a layer's output map
 
 LRELU_GAIN = math.sqrt(2.0)
 
@@ -141,14 +142,37 @@ def modulated_conv2d(
     up: bool = False,
     padding: int = 0,
     resample_filter: torch.Tensor | None = None,
+    fused: bool = True,
 ) -> torch.Tensor:
-    """Style-modulated convolution as one grouped conv (NVIDIA's fused path)."""
+    """Style-modulated convolution, NVIDIA's two ways (same numbers within float rounding).
+
+    fused: one grouped conv with a modulated copy of the weight per sample (what training and weight gradients
+    need). Not fused: the modulation on the activations instead (scale the input channels by the styles,
+    convolve with the fixed weight, scale the output channels by the demodulation coefficients), so no
+    weight-sized tensor is made or differentiated and one weight serves a whole batch; `styles` may then be one
+    row [1, in] shared by every sample of `x` (e.g. crops of one picture). A drag step uses it.
+    """
     batch = x.shape[0]
     out_c, in_c, kh, kw = weight.shape
     if x.dtype == torch.float16 and demodulate:
         # Pre-normalise so fp16 does not overflow; demodulation cancels the scale.
         weight = weight * (1 / math.sqrt(in_c * kh * kw) / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
         styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
+    if up:
+        fw = resample_filter.shape[-1]
+        p0 = padding + (fw + 1) // 2 - (kw - 1)
+        p1 = padding + (fw - 2) // 2 - (kw - 2)
+    if not fused:
+        x = x * styles.to(x.dtype).reshape(styles.shape[0], -1, 1, 1)
+        if not up:
+            x = F.conv2d(x, weight.to(x.dtype), padding=padding)
+        else:
+            x = F.conv_transpose2d(x, weight.transpose(0, 1).to(x.dtype), stride=2)
+            x = fir_filter(x, resample_filter, (p0, p1, p0, p1), gain=4.0)
+        if demodulate:
+            dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()  # [B or 1, out]
+            x = x * dcoefs.to(x.dtype).reshape(dcoefs.shape[0], -1, 1, 1)
+        return x
     w = weight.unsqueeze(0) * styles.reshape(batch, 1, -1, 1, 1)
     if demodulate:
         dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()
@@ -160,9 +184,6 @@ def modulated_conv2d(
         # Transposed conv with stride 2, then the FIR filter: NVIDIA's fast path for up=2, padding=1.
         w = w.reshape(batch, out_c, in_c, kh, kw).transpose(1, 2).reshape(batch * in_c, out_c, kh, kw)
         x = F.conv_transpose2d(x, w.to(x.dtype), stride=2, groups=batch)
-        fw = resample_filter.shape[-1]
-        p0 = padding + (fw + 1) // 2 - (kw - 1)
-        p1 = padding + (fw - 2) // 2 - (kw - 2)
         x = fir_filter(x, resample_filter, (p0, p1, p0, p1), gain=4.0)
     return x.reshape(batch, -1, *x.shape[2:])
 
@@ -227,14 +248,26 @@ class SynthesisLayer(nn.Module):
         self.noise_strength = nn.Parameter(torch.zeros([]))
         self.register_buffer("resample_filter", make_filter(cfg.resample_filter))
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: NoiseMode) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, w: torch.Tensor, noise_mode: NoiseMode, fused: bool = True, crops: Crops = None
+    ) -> torch.Tensor:
+        """`crops`: x is a batch of crops of one picture whose outputs start at these (x, y) corners of this layer's
+        map (every op is translation-equivariant; the constant noise is cut to match)."""
         styles = self.affine(w)
-        x = modulated_conv2d(x, self.weight, styles, up=self.up, padding=1, resample_filter=self.resample_filter)
+        x = modulated_conv2d(
+            x, self.weight, styles, up=self.up, padding=1, resample_filter=self.resample_filter, fused=fused
+        )
         if noise_mode == "random":
+            if crops is not None:
+                raise ValueError("random noise cannot be cut into crops")
             noise = torch.randn(x.shape[0], 1, self.resolution, self.width, device=x.device)
             x = x + (noise * self.noise_strength).to(x.dtype)
         elif noise_mode == "const":
-            x = x + (self.noise_const * self.noise_strength).to(x.dtype)
+            noise = self.noise_const * self.noise_strength
+            if crops is not None:
+                h, w_ = x.shape[2], x.shape[3]
+                noise = torch.stack([noise[y : y + h, x0 : x0 + w_] for x0, y in crops])[:, None]
+            x = x + noise.to(x.dtype)
         return bias_act(x, self.bias, lrelu=True, gain=LRELU_GAIN, clamp=self.conv_clamp)
 
 
@@ -268,20 +301,44 @@ class SynthesisBlock(nn.Module):
         self.num_conv = 1 if in_c == 0 else 2
 
     def features(
-        self, x: torch.Tensor | None, ws: torch.Tensor, noise_mode: NoiseMode, dtype: torch.dtype
+        self,
+        x: torch.Tensor | None,
+        ws: torch.Tensor,
+        noise_mode: NoiseMode,
+        dtype: torch.dtype,
+        fused: bool = True,
+        crops: Crops = None,
     ) -> torch.Tensor:
-        """The block's feature map; `ws` holds this block's conv ws ([B, num_conv, w_dim])."""
+        """The block's feature map; `ws` holds this block's conv ws ([B, num_conv, w_dim]). `fused` and `crops`:
+        see modulated_conv2d and SynthesisLayer.forward."""
         if self.in_c == 0:
+            if crops is not None:
+                raise ValueError("the constant block runs in full")
             x = self.const.to(dtype).unsqueeze(0).repeat(ws.shape[0], 1, 1, 1)
-            return self.conv1(x, ws[:, 0], noise_mode)
-        x = self.conv0(x.to(dtype), ws[:, 0], noise_mode)
-        return self.conv1(x, ws[:, 1], noise_mode)
+            return self.conv1(x, ws[:, 0], noise_mode, fused)
+        x = self.conv0(x.to(dtype), ws[:, 0], noise_mode, fused, crops)
+        return self.conv1(x, ws[:, 1], noise_mode, fused, crops)
 
     def rgb(self, x: torch.Tensor, img: torch.Tensor | None, w: torch.Tensor) -> torch.Tensor:
         y = self.torgb(x, w).float()
         if img is None:
             return y
         return upsample2d(img, self.resample_filter) + y
+
+
+class CropWalk:
+    """What SynthesisNetwork.run asks of a crop plan (local_synthesis.CropWalk is the one there is): before a
+    block, the input cut to the crops it needs and their output corners (None: the block runs in full); after
+    it, its output cut to the crops the next block needs; at the end, the crops on a zero canvas."""
+
+    def enter(self, res: int, x: torch.Tensor | None) -> tuple[torch.Tensor | None, Crops]:
+        raise NotImplementedError
+
+    def leave(self, res: int, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def canvas(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
 
 class SynthesisNetwork(nn.Module):
@@ -306,25 +363,38 @@ class SynthesisNetwork(nn.Module):
         render_image: bool = True,
         noise_mode: NoiseMode = "const",
         square_output: bool = True,
+        fused: bool = True,
+        crops: CropWalk | None = None,
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Return (image, features of block `feature_res`); stops after that block when no image is asked.
 
         A non-square (StyleGAN-Human) generator's outputs are padded to squares, as DragGAN does (white for the
         image, zero for features), so that everything downstream deals with square pictures only; pass
-        square_output=False for the raw H x H/2 maps.
+        square_output=False for the raw H x H/2 maps. `fused`: see modulated_conv2d. `crops` (features only):
+        which parts of which blocks to compute (local_synthesis.CropWalk); the features are then exact inside
+        the crops and zero elsewhere.
         """
         if feature_res is not None and feature_res not in self.block_resolutions:
             raise ValueError(f"no synthesis block at resolution {feature_res}")
         if not render_image and feature_res is None:
             raise ValueError("nothing to compute: no image and no features asked for")
+        if crops is not None and (render_image or feature_res is None):
+            raise ValueError("crops give features only, not an image")
         x = img = feats = None
         w_idx = 0
         for res in self.block_resolutions:
             block = self.block(res)
             dtype = self.half_dtype if (self.half_dtype is not None and block.use_fp16) else torch.float32
-            x = block.features(x, ws[:, w_idx : w_idx + block.num_conv], noise_mode, dtype)
+            corners = None
+            if crops is not None:
+                x, corners = crops.enter(res, x)
+            x = block.features(x, ws[:, w_idx : w_idx + block.num_conv], noise_mode, dtype, fused, corners)
+            if crops is not None:
+                x = crops.leave(res, x)
             w_idx += block.num_conv
             if res == feature_res:
+                if crops is not None:
+                    return None, crops.canvas(x)
                 feats = x.float()
                 if not render_image:
                     return None, pad_to_square(feats, 0.0) if square_output else feats
