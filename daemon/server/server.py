@@ -452,13 +452,13 @@ class DaemonServer:
                         ErrorCode.INVALID_CONTENT, f"region {region} lies outside the {w}x{h} layer", field="region"
                     )
             fields.update(width=w, height=h, offset=tuple(layer["offset"]), region=tuple(region) if region else None)
-        session = self.store.create(identity, **fields)
-        session.pending_tasks = 1
         victim = self.store.fair_victim(identity)
         if victim is not None:  # the daemon is full, mostly with another client's idle sessions: free one
             self._close(victim, "fair_share")
             closed = {"session_id": victim.session_id, "reason": "fair_share"}
             self.post(victim.owner, "session_closed", closed, [], None)
+        session = self.store.create(identity, **fields)
+        session.pending_tasks = 1
         task = Task("open", identity, msg.msg_id, session, c, list(msg.buffers))
         try:
             self.worker.submit(task)
