@@ -5,22 +5,49 @@ Two implementations share it, so the client code above never cares which one it 
 - `PyZmqTransport` (here): a pyzmq DEALER socket. Used whenever pyzmq imports; the only one that speaks CURVE.
 - `draggan_protocol.zmtp.ZmtpDealer`: a pure-Python ZMTP 3.x DEALER over a plain TCP socket (NULL mechanism), for
   hosts such as Krita's bundled Python where pyzmq cannot be installed. Its constructor is
-  `ZmtpDealer(endpoint: str, identity: bytes | None = None)`; `endpoint` is ``tcp://HOST:PORT``; `identity`, when
-  given, is announced as the ZMTP ``Identity`` property in READY so the daemon's ROUTER routes by it.
+  `ZmtpDealer(endpoint: str, identity: bytes | None = None, ...)`; `endpoint` is ``tcp://HOST:PORT``; `identity`,
+  when given, is announced as the ZMTP ``Identity`` property in READY so the daemon's ROUTER routes by it.
 
 Interface (`Transport`):
-    send_multipart(frames: list[bytes]) -> None         queue/send one multipart message (frames are bytes-like)
+    send_multipart(frames: list[bytes], timeout: float | None = None) -> None
+                                                        send one multipart message (frames are bytes-like); never
+                                                        blocks longer than `timeout` s (None = the transport's
+                                                        `send_timeout`), else raises TransportError
     recv_multipart(timeout: float | None) -> list[bytes] | None
                                                         wait up to `timeout` seconds (None = forever, 0 = poll);
                                                         None when nothing arrived in time
     close() -> None                                     release the socket; safe to call twice
 Failures that mean "the peer cannot be reached" raise `TransportError` (an OSError).
+
+Limits, the same for both transports (PROTOCOL.md §1): a frame over `MAX_FRAME_BYTES`, a message of more than
+`MAX_MESSAGE_FRAMES` frames or over `MAX_MESSAGE_BYTES` is the largest the protocol allows (§10 defaults), so a peer
+sending more is not a DragGAN daemon: the transport closes the connection and raises `TransportError`. At most
+`MAX_QUEUE_MESSAGES` received messages wait for the caller; beyond that the transport stops reading (TCP pushes
+back on the sender) and never drops a message.
 """
 
 from __future__ import annotations
 
 import os
 from typing import Protocol, runtime_checkable
+
+from .spec import DEFAULT_LIMITS, DELIMITER
+
+# The largest message the protocol allows (PROTOCOL.md §2, §10): delimiter, signature, header, content, buffers.
+MAX_FRAME_BYTES = max(DEFAULT_LIMITS["max_frame_bytes"], DEFAULT_LIMITS["max_content_bytes"])
+MAX_MESSAGE_FRAMES = 4 + DEFAULT_LIMITS["max_buffers"]
+MAX_MESSAGE_BYTES = (
+    len(DELIMITER)
+    + 64  # hex HMAC-SHA256
+    + DEFAULT_LIMITS["max_header_bytes"]
+    + DEFAULT_LIMITS["max_content_bytes"]
+    + DEFAULT_LIMITS["max_buffers"] * DEFAULT_LIMITS["max_frame_bytes"]
+)
+# Received messages waiting for the caller: reading pauses at either bound (libzmq's RCVHWM is 1000 too).
+MAX_QUEUE_MESSAGES = 1000
+MAX_QUEUE_BYTES = 64 * 1024 * 1024
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_SEND_TIMEOUT = 30.0
 
 
 class TransportError(OSError):
@@ -44,12 +71,25 @@ def have_pyzmq() -> bool:
     return True
 
 
+def check_message(frames: list, max_frames: int = MAX_MESSAGE_FRAMES, max_bytes: int = MAX_MESSAGE_BYTES) -> None:
+    """TransportError when a received message is larger than any the protocol allows."""
+    if len(frames) > max_frames:
+        raise TransportError(f"the peer sent a message of {len(frames)} frames; the protocol allows {max_frames}")
+    total = sum(len(f) for f in frames)
+    if total > max_bytes:
+        raise TransportError(f"the peer sent a message of {total} bytes; the protocol allows {max_bytes}")
+
+
 class PyZmqTransport:
     """A pyzmq DEALER socket connected to the daemon's ROUTER.
 
     `identity` becomes the socket's routing id so that a reconnect (same socket) keeps the same identity at the
     daemon, which keys session ownership on it. `curve` = (server_public, client_public, client_secret) as Z85
     bytes turns on CURVE encryption (needed when the daemon listens beyond loopback).
+
+    Limits as `ZmtpDealer`'s, with what libzmq offers: ZMQ_MAXMSGSIZE (per frame: libzmq drops a connection that
+    declares a larger one), ZMQ_RCVHWM (the receive queue), ZMQ_HANDSHAKE_IVL (the connect deadline: a peer that
+    does not complete the ZMTP handshake in time is dropped), and a send that waits for room at most its deadline.
     """
 
     def __init__(
@@ -58,13 +98,28 @@ class PyZmqTransport:
         identity: bytes | None = None,
         curve: tuple[bytes, bytes, bytes] | None = None,
         context: object | None = None,
+        *,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        send_timeout: float = DEFAULT_SEND_TIMEOUT,
+        max_frame_bytes: int = MAX_FRAME_BYTES,
+        max_message_frames: int = MAX_MESSAGE_FRAMES,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
+        max_queue_messages: int = MAX_QUEUE_MESSAGES,
     ) -> None:
         import zmq
 
         self._zmq = zmq
+        self.send_timeout = send_timeout
+        self.max_message_frames = max_message_frames
+        self.max_message_bytes = max_message_bytes
         self._ctx = context or zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.DEALER)
         self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.MAXMSGSIZE, max_frame_bytes)
+        self._sock.setsockopt(zmq.RCVHWM, max_queue_messages)
+        self._sock.setsockopt(zmq.HANDSHAKE_IVL, max(1, int(connect_timeout * 1000)))
+        self._sock.setsockopt(zmq.SNDTIMEO, _ms(send_timeout))
+        self._sndtimeo = _ms(send_timeout)
         if identity:
             self._sock.setsockopt(zmq.ROUTING_ID, identity)
         if curve is not None:
@@ -81,18 +136,42 @@ class PyZmqTransport:
         self._poller.register(self._sock, zmq.POLLIN)
         self._closed = False
 
-    def send_multipart(self, frames: list[bytes]) -> None:
+    def send_multipart(self, frames: list[bytes], timeout: float | None = None) -> None:
         if self._closed:
             raise TransportError("transport is closed")
-        self._sock.send_multipart(frames, copy=len(frames) < 4 or max(len(f) for f in frames) < 65536)
+        ms = _ms(self.send_timeout if timeout is None else timeout)
+        zmq = self._zmq
+        try:
+            if ms != self._sndtimeo:
+                self._sock.setsockopt(zmq.SNDTIMEO, ms)
+                self._sndtimeo = ms
+            # libzmq queues the message and sends it from its own thread; only a full queue (SNDHWM) makes this
+            # wait, for at most SNDTIMEO, and once the first frame is taken the others of the message are too.
+            self._sock.send_multipart(frames, copy=len(frames) < 4 or max(len(f) for f in frames) < 65536)
+        except zmq.Again as exc:
+            raise TransportError(f"timed out sending to the daemon (no room after {ms / 1000:g} s)") from exc
+        except zmq.ZMQError as exc:
+            raise TransportError(f"cannot send to the daemon: {exc}") from exc
 
     def recv_multipart(self, timeout: float | None) -> list[bytes] | None:
         if self._closed:
             raise TransportError("transport is closed")
         ms = None if timeout is None else max(0, int(timeout * 1000))
-        if not self._poller.poll(ms):
+        zmq = self._zmq
+        try:
+            if not self._poller.poll(ms):
+                return None
+            frames = self._sock.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:
             return None
-        return self._sock.recv_multipart()
+        except zmq.ZMQError as exc:
+            raise TransportError(f"cannot receive from the daemon: {exc}") from exc
+        try:
+            check_message(frames, self.max_message_frames, self.max_message_bytes)
+        except TransportError:
+            self.close()
+            raise
+        return frames
 
     def close(self) -> None:
         if not self._closed:
@@ -100,21 +179,30 @@ class PyZmqTransport:
             self._sock.close(0)
 
 
+def _ms(seconds: float) -> int:
+    return max(0, int(seconds * 1000))
+
+
 def open_transport(
     endpoint: str,
     identity: bytes | None = None,
     curve: tuple[bytes, bytes, bytes] | None = None,
     prefer: str | None = None,
+    *,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    send_timeout: float = DEFAULT_SEND_TIMEOUT,
 ) -> Transport:
     """pyzmq when importable, else the pure-Python ZMTP DEALER; `prefer` ('pyzmq'|'zmtp') or the environment
     variable DRAGGAN_TRANSPORT forces one (tests use it to exercise both)."""
     choice = prefer or os.environ.get("DRAGGAN_TRANSPORT") or ("pyzmq" if have_pyzmq() else "zmtp")
     if choice == "pyzmq":
-        return PyZmqTransport(endpoint, identity=identity, curve=curve)
+        return PyZmqTransport(
+            endpoint, identity=identity, curve=curve, connect_timeout=connect_timeout, send_timeout=send_timeout
+        )
     if choice != "zmtp":
         raise ValueError(f"unknown transport {choice!r} (expected 'pyzmq' or 'zmtp')")
     if curve is not None:
         raise TransportError("this daemon requires CURVE encryption, which needs pyzmq; use an SSH tunnel instead")
     from .zmtp import ZmtpDealer
 
-    return ZmtpDealer(endpoint, identity=identity)
+    return ZmtpDealer(endpoint, identity=identity, connect_timeout=connect_timeout, send_timeout=send_timeout)

@@ -9,6 +9,13 @@ It implements the `draggan_protocol.transport.Transport` interface plus ``fileno
 with ``QSocketNotifier`` (after a notification, call ``recv_multipart(0)`` until it returns None: several messages
 may arrive in one read). Unlike libzmq it does not reconnect by itself: a lost connection raises `TransportError`
 and the caller opens a new transport.
+
+Whatever the peer does, every call returns by its deadline (connect: `connect_timeout`, send: `send_timeout` or the
+call's `timeout`, receive: its `timeout`) and memory stays bounded: a frame, command or message larger than the
+protocol allows is refused as soon as its header declares it (`TransportError`, connection closed); at most
+`max_queue_messages` / `max_queue_bytes` of received messages wait for the caller, after which reading pauses so
+TCP pushes back on the sender (no message is ever dropped); PINGs are answered with one PONG at a time, never
+waited for.
 """
 
 from __future__ import annotations
@@ -19,7 +26,16 @@ import struct
 import time
 from collections import deque
 
-from .transport import TransportError
+from .transport import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_SEND_TIMEOUT,
+    MAX_FRAME_BYTES,
+    MAX_MESSAGE_BYTES,
+    MAX_MESSAGE_FRAMES,
+    MAX_QUEUE_BYTES,
+    MAX_QUEUE_MESSAGES,
+    TransportError,
+)
 
 # Greeting: signature (0xFF, 8 padding bytes, 0x7F), version 3.0, mechanism, as-server flag, filler.
 _SIGNATURE_HEAD = b"\xff" + b"\x00" * 8 + b"\x7f"
@@ -35,6 +51,13 @@ FLAG_COMMAND = 0x04
 
 _COMPATIBLE_PEERS = {b"ROUTER", b"DEALER"}
 _READ_CHUNK = 1 << 18
+# One read pass takes at most this many bytes and this long past its deadline before the caller looks at the
+# clock (and at its own writes) again: a peer that streams without pause cannot keep a call inside.
+_READ_BUDGET = 32 << 20
+_READ_SLICE = 0.05
+# ZMTP commands (READY properties, PING, ERROR) are small; libzmq's are well under 1 KiB.
+MAX_COMMAND_BYTES = 64 * 1024
+_SMALL_FRAME = 64 * 1024  # frames up to this size are copied into one send() with their neighbours
 
 
 def parse_endpoint(endpoint: str) -> tuple[str, int]:
@@ -93,37 +116,58 @@ def decode_properties(data: bytes) -> dict[bytes, bytes]:
 
 class ZmtpDealer:
     """A DEALER connection to one ROUTER endpoint. Not thread-safe: use it from one thread (the GUI thread is fine,
-    as every wait is bounded and reads never block)."""
+    as every wait is bounded by its deadline and reads never block).
+
+    Limits (defaults: the largest message the protocol allows, `draggan_protocol.transport`): `max_frame_bytes` per
+    frame, `max_message_frames` and `max_message_bytes` per message; `max_queue_messages` and `max_queue_bytes` of
+    received messages waiting for `recv_multipart`."""
 
     def __init__(
         self,
         endpoint: str,
         identity: bytes | None = None,
-        connect_timeout: float = 5.0,
-        send_timeout: float = 60.0,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        send_timeout: float = DEFAULT_SEND_TIMEOUT,
+        *,
+        max_frame_bytes: int = MAX_FRAME_BYTES,
+        max_message_frames: int = MAX_MESSAGE_FRAMES,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
+        max_queue_messages: int = MAX_QUEUE_MESSAGES,
+        max_queue_bytes: int = MAX_QUEUE_BYTES,
     ) -> None:
         if identity is not None and (not identity or len(identity) > 255 or identity[:1] == b"\x00"):
             raise ValueError("identity must be 1..255 bytes and must not start with a zero byte")
+        deadline = time.monotonic() + connect_timeout
         self.endpoint = endpoint
         self.identity = identity
         self.send_timeout = send_timeout
+        self.max_frame_bytes = max_frame_bytes
+        self.max_message_frames = max_message_frames
+        self.max_message_bytes = max_message_bytes
+        self.max_queue_messages = max(1, max_queue_messages)
+        self.max_queue_bytes = max_queue_bytes
         self.peer_properties: dict[bytes, bytes] = {}
         self._inbuf = bytearray()
         self._parts: list[bytes] = []  # frames of the message being received
+        self._part_bytes = 0
         self._messages: deque[list[bytes]] = deque()
+        self._queued_bytes = 0
+        self._out: deque[memoryview] = deque()  # bytes not yet written, whole ZMTP frames in order
+        self._pong: bytes | None = None  # the context of the last PING not answered yet
         self._eof = False
+        self._error: str | None = None  # why the connection is unusable (closed after a peer's violation)
         self._closed = False
         self._ready = False
         self._greeted = False
         host, port = parse_endpoint(endpoint)
         try:
-            self._sock = socket.create_connection((host, port), timeout=connect_timeout)
+            self._sock = socket.create_connection((host, port), timeout=max(0.001, connect_timeout))
         except OSError as exc:
             raise TransportError(f"cannot connect to {endpoint}: {exc}") from exc
         try:
             self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._sock.setblocking(False)
-            self._handshake(time.monotonic() + connect_timeout)
+            self._handshake(deadline)
         except BaseException:
             self._sock.close()
             self._closed = True
@@ -135,37 +179,75 @@ class ZmtpDealer:
         """The TCP socket's descriptor (-1 once closed), for select() or QSocketNotifier(Read)."""
         return -1 if self._closed else self._sock.fileno()
 
-    def send_multipart(self, frames: list[bytes]) -> None:
-        if self._closed or self._eof:
+    def send_multipart(self, frames: list[bytes], timeout: float | None = None) -> None:
+        """Send one message, waiting at most `timeout` s (None: `send_timeout`) for the peer to take it. A send
+        that cannot finish in time raises `TransportError` and closes the connection (a half-sent message cannot
+        be taken back)."""
+        self._check_open()
+        if self._eof:
             raise TransportError("connection to the daemon is closed")
         if not frames:
             raise ValueError("a message has at least one frame")
-        deadline = time.monotonic() + self.send_timeout
+        deadline = time.monotonic() + max(0.0, self.send_timeout if timeout is None else timeout)
         last = len(frames) - 1
+        small = bytearray()
+        total = 0
         for i, frame in enumerate(frames):
             header, body = encode_frame(frame, FLAG_MORE if i < last else 0)
-            if body.nbytes <= 4096:
-                self._send_all(memoryview(header + body.tobytes()), deadline)
-            else:
-                self._send_all(memoryview(header), deadline)
-                self._send_all(body, deadline)
+            total += len(header) + body.nbytes
+            if body.nbytes <= _SMALL_FRAME:
+                small += header
+                small += body
+                continue
+            if small:
+                self._out.append(memoryview(bytes(small)))
+                small = bytearray()
+            self._out.append(memoryview(header))
+            self._out.append(body)
+        if small:
+            self._out.append(memoryview(bytes(small)))
+        try:
+            while True:
+                self._write_some()
+                if not self._out:
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    left = sum(v.nbytes for v in self._out)
+                    self._fail(
+                        f"timed out sending to the daemon: it took {total - min(left, total)} of {total} bytes in "
+                        f"{self.send_timeout if timeout is None else timeout:g} s"
+                    )
+                # Keep reading what the peer sends while we wait (bounded, like any read), so neither side can
+                # stall the other; with the receive queue full only the write side is watched.
+                rlist = [self._sock] if self._may_read() and not self._eof else []
+                readable, _, _ = select.select(rlist, [self._sock], [], remaining)
+                if readable:
+                    self._read_some(deadline)
+        except TransportError:
+            self._out.clear()
+            raise
+        self._answer_ping()
 
     def recv_multipart(self, timeout: float | None) -> list[bytes] | None:
-        if self._closed:
-            raise TransportError("connection to the daemon is closed")
+        if self._closed and not self._messages:
+            self._check_open()
         deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
         while True:
             if self._messages:
-                return self._messages.popleft()
-            self._read_available()
+                return self._pop()
+            self._check_open()
+            self._answer_ping()
+            self._read_some(deadline)
             if self._messages:
-                return self._messages.popleft()
+                return self._pop()
             if self._eof:
-                raise TransportError("the daemon closed the connection")
+                raise TransportError(self._error or "the daemon closed the connection")
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return None
-            select.select([self._sock], [], [], remaining)
+            wlist = [self._sock] if self._out or self._pong is not None else []
+            select.select([self._sock], wlist, [], remaining)
 
     def pending(self) -> bool:
         """True when a complete message is already buffered (no need to wait for the socket)."""
@@ -175,6 +257,9 @@ class ZmtpDealer:
         if self._closed:
             return
         self._closed = True
+        self._out.clear()
+        self._inbuf = bytearray()
+        self._parts = []
         try:
             self._sock.shutdown(socket.SHUT_RDWR)
         except OSError:
@@ -193,17 +278,19 @@ class ZmtpDealer:
         props = {b"Socket-Type": b"DEALER"}
         if self.identity:
             props[b"Identity"] = self.identity
-        self._send_all(memoryview(GREETING + encode_command(b"READY", encode_properties(props))), deadline)
+        self._out.append(memoryview(GREETING + encode_command(b"READY", encode_properties(props))))
         while not self._ready:
-            self._read_available()
+            self._write_some()
+            self._read_some(deadline)
             if self._ready:
                 break
             if self._eof:
                 raise TransportError(f"{self.endpoint} closed the connection during the ZMTP handshake")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise TransportError(f"no ZMTP handshake from {self.endpoint} (is it a ZeroMQ ROUTER?)")
-            select.select([self._sock], [], [], remaining)
+                raise TransportError(f"no ZMTP handshake from {self.endpoint} in time (is it a ZeroMQ ROUTER?)")
+            select.select([self._sock], [self._sock] if self._out else [], [], remaining)
+        self._answer_ping()
 
     def _on_greeting(self, greeting: bytes) -> None:
         if greeting[0] != 0xFF or greeting[9] != 0x7F:
@@ -212,9 +299,10 @@ class ZmtpDealer:
             raise TransportError(f"{self.endpoint} speaks ZMTP {greeting[10]}.x; version 3 is required")
         mechanism = greeting[12:32].rstrip(b"\x00")
         if mechanism != b"NULL":
-            raise TransportError(
-                f"the daemon requires the {mechanism.decode(errors='replace')} security mechanism, which needs pyzmq"
-            )
+            name = mechanism.decode("ascii", errors="replace")
+            if mechanism in (b"CURVE", b"PLAIN", b"GSSAPI"):
+                raise TransportError(f"the daemon requires the {name} security mechanism, which needs pyzmq")
+            raise TransportError(f"{self.endpoint} offers an unknown ZMTP security mechanism {name!r}")
         self._greeted = True
 
     def _on_command(self, body: bytes) -> None:
@@ -223,6 +311,8 @@ class ZmtpDealer:
         nlen = body[0]
         name, data = bytes(body[1 : 1 + nlen]), body[1 + nlen :]
         if name == b"READY":
+            if self._ready:
+                raise TransportError(f"{self.endpoint} sent a second READY command")
             self.peer_properties = decode_properties(data)
             peer_type = self.peer_properties.get(b"socket-type", b"")
             if peer_type not in _COMPATIBLE_PEERS:
@@ -230,51 +320,91 @@ class ZmtpDealer:
             self._ready = True
         elif name == b"ERROR":
             reason = bytes(data[1 : 1 + data[0]]).decode(errors="replace") if data else ""
-            self._eof = True
             raise TransportError(f"the daemon refused the connection: {reason or 'ZMTP error'}")
         elif name == b"PING":
-            # PING body: 2-byte TTL, then up to 16 bytes of context that PONG must echo.
-            self._send_all(memoryview(encode_command(b"PONG", bytes(data[2:18]))), time.monotonic() + 5.0)
+            # PING body: 2-byte TTL, then up to 16 bytes of context that PONG must echo. Only the latest one is
+            # answered, when nothing else is being written: a PING flood costs one pending PONG, never a wait.
+            self._pong = bytes(data[2:18])
         # PONG and unknown commands are ignored, as the specification allows.
 
     # -- byte I/O ---------------------------------------------------------------------------------------------------
 
-    def _send_all(self, view: memoryview, deadline: float) -> None:
-        while view.nbytes:
+    def _check_open(self) -> None:
+        if self._closed:
+            raise TransportError(self._error or "connection to the daemon is closed")
+
+    def _fail(self, reason: str) -> None:
+        """The connection cannot be used any more: close it (so a hostile peer stops costing anything) and raise."""
+        self._error = reason
+        self._eof = True
+        self.close()
+        raise TransportError(reason)
+
+    def _pop(self) -> list[bytes]:
+        msg = self._messages.popleft()
+        self._queued_bytes -= sum(len(f) for f in msg)
+        return msg
+
+    def _may_read(self) -> bool:
+        """False while the receive queue is full: the bytes stay in the kernel and TCP pushes back on the peer."""
+        if not self._messages:
+            return True
+        return len(self._messages) < self.max_queue_messages and self._queued_bytes < self.max_queue_bytes
+
+    def _answer_ping(self) -> None:
+        if self._pong is not None and not self._out and not self._closed:
+            self._out.append(memoryview(encode_command(b"PONG", self._pong)))
+            self._pong = None
+        if self._out:
+            self._write_some()
+
+    def _write_some(self) -> None:
+        """Write what the socket takes now, without waiting."""
+        while self._out:
+            view = self._out[0]
             try:
                 sent = self._sock.send(view)
-                view = view[sent:]
-                continue
             except (BlockingIOError, InterruptedError):
-                pass
+                return
             except OSError as exc:
-                self._eof = True
-                raise TransportError(f"lost the connection to the daemon: {exc}") from exc
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TransportError("timed out sending to the daemon")
-            # Keep draining what the peer sends while we wait, so neither side can stall the other.
-            readable, _, _ = select.select([self._sock], [self._sock], [], remaining)
-            if readable:
-                self._read_available(parse=False)
+                self._fail(f"lost the connection to the daemon: {exc}")
+            if sent >= view.nbytes:
+                self._out.popleft()
+            else:
+                self._out[0] = view[sent:]
+                return
 
-    def _read_available(self, parse: bool = True) -> None:
-        while True:
-            try:
-                chunk = self._sock.recv(_READ_CHUNK)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
+    def _read_some(self, deadline: float | None) -> None:
+        """Read and parse what has arrived: until the socket is drained, the receive queue is full, or a budget of
+        bytes / time is spent (at least one chunk, even past the deadline, so a poll makes progress)."""
+        start = time.monotonic()
+        stop = start + _READ_SLICE if deadline is None else max(deadline, start + _READ_SLICE)
+        got = 0
+        try:
+            self._parse()  # bytes left over while the queue was full
+            while self._may_read() and not self._eof and not self._closed:
+                try:
+                    chunk = self._sock.recv(_READ_CHUNK)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError as exc:
+                    self._eof = True
+                    self._error = f"lost the connection to the daemon: {exc}"
+                    break
+                if not chunk:
+                    self._eof = True
+                    break
+                self._inbuf += chunk
+                got += len(chunk)
+                self._parse()
+                if len(chunk) < _READ_CHUNK or got >= _READ_BUDGET or time.monotonic() >= stop:
+                    break
+        except TransportError as exc:
+            if not self._closed:
+                self._error = str(exc)
                 self._eof = True
-                break
-            if not chunk:
-                self._eof = True
-                break
-            self._inbuf += chunk
-            if len(chunk) < _READ_CHUNK:
-                break
-        if parse:
-            self._parse()
+                self.close()
+            raise
 
     def _parse(self) -> None:
         buf = self._inbuf
@@ -284,10 +414,14 @@ class ZmtpDealer:
                 if len(buf) < 64:
                     if len(buf) >= 10 and (buf[0] != 0xFF or buf[9] != 0x7F):
                         raise TransportError(f"{self.endpoint} is not a ZeroMQ peer (bad greeting signature)")
+                    if len(buf) >= 11 and buf[10] < 3:
+                        raise TransportError(f"{self.endpoint} speaks ZMTP {buf[10]}.x; version 3 is required")
                     return
                 self._on_greeting(bytes(buf[:64]))
                 pos = 64
             while True:
+                if not self._parts and not self._may_read():
+                    break  # the queue is full: the rest waits (in this buffer, then in the kernel)
                 if len(buf) - pos < 2:
                     break
                 flags = buf[pos]
@@ -299,20 +433,48 @@ class ZmtpDealer:
                 else:
                     size = buf[pos + 1]
                     start = pos + 2
+                self._check_frame(flags, size)
                 end = start + size
                 if end > len(buf):
                     break
-                body = bytes(buf[start:end])
+                with memoryview(buf) as view:
+                    body = bytes(view[start:end])
                 pos = end
                 if flags & FLAG_COMMAND:
                     self._on_command(body)
                     continue
-                if not self._ready:
-                    raise TransportError("the daemon sent a message before its READY command")
                 self._parts.append(body)
+                self._part_bytes += size
                 if not flags & FLAG_MORE:
                     self._messages.append(self._parts)
+                    self._queued_bytes += self._part_bytes
                     self._parts = []
+                    self._part_bytes = 0
         finally:
             if pos:
                 del buf[:pos]
+
+    def _check_frame(self, flags: int, size: int) -> None:
+        """Refuse a frame by its declared size, before any of its body is read."""
+        if flags & FLAG_COMMAND:
+            if flags & FLAG_MORE:
+                raise TransportError(f"{self.endpoint} sent a malformed ZMTP command (MORE flag set)")
+            if size > MAX_COMMAND_BYTES:
+                raise TransportError(
+                    f"{self.endpoint} declared a {size}-byte ZMTP command; at most {MAX_COMMAND_BYTES} are accepted"
+                )
+            return
+        if not self._ready:
+            raise TransportError("the daemon sent a message before its READY command")
+        if size > self.max_frame_bytes:
+            raise TransportError(
+                f"the daemon declared a {size}-byte frame; the protocol allows at most {self.max_frame_bytes}"
+            )
+        if len(self._parts) >= self.max_message_frames:
+            raise TransportError(
+                f"the daemon sent a message of more than {self.max_message_frames} frames, the protocol's most"
+            )
+        if self._part_bytes + size > self.max_message_bytes:
+            raise TransportError(
+                f"the daemon sent a message of more than {self.max_message_bytes} bytes, the protocol's most"
+            )
