@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from draggan_protocol import Client, DaemonError, DaemonUnreachable, Message, arrival_text, drag_request, fallback_text
+from draggan_protocol import Client, DaemonError, DaemonUnreachable, arrival_text, drag_request, fallback_text
 from draggan_protocol import parameters as table
+from draggan_protocol.jobs import Job
 
 
 def parse_pair(text: str) -> tuple[float, float, float, float]:
@@ -142,41 +143,31 @@ def drag_fields(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any
 
 
 class ProgressBar:
+    """One line on stderr: the client core's fraction of the whole job (fit and drag on one bar) and its words."""
+
+    WIDTH = 30
+
     def __init__(self, enabled: bool, stream: Any = None) -> None:
         self.enabled = enabled
         self.stream = stream or sys.stderr
         self._last = 0.0
 
-    def show(self, label: str, done: int, total: int, extra: str = "", force: bool = False) -> None:
+    def show(self, job: Job, force: bool = False) -> None:
         if not self.enabled:
             return
         now = time.monotonic()
         if not force and now - self._last < 0.1:
             return
         self._last = now
-        width = 30
-        filled = int(width * min(done, total) / max(total, 1))
-        bar = "#" * filled + "-" * (width - filled)
-        self.stream.write(f"\r{label:<8} [{bar}] {done}/{total} {extra}".ljust(78))
+        filled = int(self.WIDTH * min(max(job.fraction, 0.0), 1.0))
+        bar = "#" * filled + "-" * (self.WIDTH - filled)
+        self.stream.write(f"\r[{bar}] {int(100 * job.fraction):3d}% {job.text}"[:160].ljust(100))
         self.stream.flush()
 
     def end(self) -> None:
         if self.enabled:
             self.stream.write("\n")
             self.stream.flush()
-
-    def on_message(self, msg: Message) -> None:
-        c = msg.content
-        if msg.msg_type == "job_queued":
-            self.show("queued", 0, 1, f"position {c.get('position')}", force=True)
-        elif c.get("phase") == "invert":
-            psnr = c.get("psnr")
-            extra = f"stage {c.get('stage', '')}" + (f" psnr {psnr:.1f} dB" if isinstance(psnr, float) else "")
-            self.show("fitting", int(c.get("step", 0)), int(c.get("steps", 1) or 1), extra)
-        elif c.get("phase") == "drag":
-            remaining = c.get("remaining")
-            extra = f"{max(remaining):.1f} px to go" if remaining else f"loss {c['loss']:.4f}"
-            self.show("drag", int(c["step"]), int(c["max_steps"]), extra)
 
 
 def _connect(args: argparse.Namespace) -> tuple[Client, Any]:
@@ -262,7 +253,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         content.update(request)  # --set of the request's own fields (preview_every, new_content, ...)
         t0 = time.monotonic()
-        done = client.run_job("drag", content, buffers, on_progress=bar.on_message)
+        fit_first, most = not session.get("inverted"), int(params.get("steps") or args.steps)
+        job = client.start_job("drag", content, buffers, fit_first=fit_first, max_steps=most)
+        done = client.run_job(
+            "drag", content, buffers, on_progress=lambda m: bar.show(job, m.msg_type != "progress"), job=job
+        )
         bar.end()
         result = client.get_result(sid)
         client.close_session(sid)
