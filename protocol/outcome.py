@@ -73,6 +73,17 @@ def fallback_text(content: Mapping[str, Any]) -> str:
     return f"The generator's picture was used instead of your pixels here: {reason}"
 
 
+def region_warning(session: Mapping[str, Any]) -> str:
+    """The large-region warning for an open_session reply (its `region` and the model's `resolution`), else ""."""
+    region = session.get("region")
+    try:
+        side = max(float(region[2]), float(region[3]))
+        resolution = int(session.get("resolution") or 0)
+    except (TypeError, ValueError, IndexError):
+        return ""
+    return large_region_text(side, resolution)
+
+
 def large_region_text(region_side: float, model_resolution: int) -> str:
     """A warning when the region is many times the model's size, else ""."""
     if model_resolution <= 0 or region_side < LARGE_REGION_FACTOR * model_resolution:

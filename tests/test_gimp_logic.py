@@ -17,7 +17,7 @@ from draggan_gimp import params, pixels  # isort: skip
 from draggan_gimp import runner  # isort: skip
 from draggan_gimp.errors import DaemonLost, PluginError  # isort: skip
 from draggan_gimp.runner import describe_daemon, lower_first, model_names, selection_mask  # isort: skip
-from draggan_protocol.outcome import has_arrival  # isort: skip
+from draggan_protocol.outcome import has_arrival, region_warning  # isort: skip
 from draggan_protocol.progress import FIT_SHARE, progress_words  # isort: skip
 
 
@@ -293,12 +293,12 @@ def test_progress_text_shows_the_latest_measured_progress() -> None:
 
 
 def test_large_region_warning() -> None:
-    assert runner.region_warning({"region": [0, 0, 600, 300], "resolution": 64}).startswith(
+    assert region_warning({"region": [0, 0, 600, 300], "resolution": 64}).startswith(
         "The region is 9× the model's 64-px picture"
     )
-    assert runner.region_warning({"region": [0, 0, 256, 256], "resolution": 64}) == ""
-    assert runner.region_warning({"resolution": 64}) == ""  # a seed session has no region
-    assert runner.region_warning({"region": [0, 0, 4200, 3000], "resolution": 512}) != ""
+    assert region_warning({"region": [0, 0, 256, 256], "resolution": 64}) == ""
+    assert region_warning({"resolution": 64}) == ""  # a seed session has no region
+    assert region_warning({"region": [0, 0, 4200, 3000], "resolution": 512}) != ""
 
 
 class ScriptedClient:

@@ -24,6 +24,7 @@ from draggan_krita.docker import DragPanel  # noqa: E402
 from draggan_krita.document import PREVIEW_LAYER, KritaDocument  # noqa: E402
 from draggan_krita.geometry import Pair  # noqa: E402
 from draggan_krita.link import OFFLINE, READY, DaemonLink  # noqa: E402
+from draggan_protocol import outcome  # noqa: E402
 from draggan_protocol.connection import ConnectionInfo, write_connection_file  # noqa: E402
 from draggan_protocol.outcome import arrival_text  # noqa: E402
 from PyQt5.QtCore import QByteArray  # noqa: E402
@@ -497,7 +498,7 @@ def test_large_region_warning_when_the_session_opens(qtbot, daemon):
     panel.fit_button.click()
     c = panel.controller
     qtbot.waitUntil(lambda: c.session is not None, timeout=30000)
-    assert (c.session.region_side, c.session.resolution) == (side, R)
+    assert c.session.warning == outcome.region_warning({"region": [0, 0, side, side], "resolution": R}) != ""
     assert panel.warning_label.isVisibleTo(panel)
     assert panel.warning_label.text().startswith(f"The region is 8× the model's {R}-px picture: your pixels are kept")
     qtbot.waitUntil(lambda: c.phase == ctl.IDLE, timeout=30000)

@@ -29,7 +29,7 @@ from typing import Any
 
 from draggan_protocol import jobs
 from draggan_protocol.client import drag_request, invert_request, layer_session_request, result_request
-from draggan_protocol.outcome import arrival_text, error_text, fallback_text, large_region_text
+from draggan_protocol.outcome import arrival_text, error_text, fallback_text, region_warning
 from draggan_protocol.progress import plural, queued_words
 from PyQt5.QtCore import QObject, QTimer, pyqtSignal
 
@@ -58,8 +58,7 @@ class Session:
     rect: geometry.Rect
     model: str
     inverted: bool = False
-    region_side: int = 0  # the longer side of the region the daemon edits, layer pixels
-    resolution: int = 0  # the model's
+    warning: str = ""  # a standing caution about the region (the client core's region_warning), or ""
 
 
 def sentence(text: str) -> str:
@@ -118,9 +117,7 @@ class EditController(QObject):
     def warning(self) -> str:
         """A standing caution about the open edit (a region many times the model's size), else ""."""
         s = self.session
-        if s is None or not s.resolution:
-            return ""
-        return large_region_text(s.region_side, s.resolution)
+        return "" if s is None else s.warning
 
     def document(self) -> KritaDocument | None:
         doc = self.app.activeDocument()
@@ -356,8 +353,6 @@ class EditController(QObject):
         if purpose == "open":
             cap = self._capture
             assert cap is not None
-            region = c.get("region")
-            region_side = max(int(region[2]), int(region[3])) if isinstance(region, (list, tuple)) else 0
             self.session = Session(
                 session_id=c["session_id"],
                 capture_key=cap.key,
@@ -366,8 +361,7 @@ class EditController(QObject):
                 rect=cap.rect,
                 model=self.params.model or "",
                 inverted=bool(c.get("inverted")),
-                region_side=region_side,
-                resolution=int(c.get("resolution") or 0),
+                warning=region_warning(c),
             )
             action, self._after_open = self._after_open, None
             if action is None:

@@ -36,7 +36,7 @@ from draggan_protocol.client import (
     seed_session_request,
 )
 from draggan_protocol.jobs import HEARTBEAT_INTERVAL, LOST, LOST_AFTER, REFUSED, Job
-from draggan_protocol.outcome import START_DAEMON, arrival_text, error_text, fallback_text, large_region_text, lost_text
+from draggan_protocol.outcome import START_DAEMON, arrival_text, error_text, fallback_text, lost_text, region_warning
 from draggan_protocol.progress import plural
 
 from .errors import Cancelled, DaemonLost, PluginError
@@ -284,17 +284,6 @@ def outcome_text(done: dict[str, Any]) -> str:
     """A finished drag in plain words: how far the handles really moved, and any fallback to the generator."""
     sentences = [arrival_text(done), fallback_text(done)]
     return " ".join(t.rstrip(".") + "." for t in sentences if t)
-
-
-def region_warning(session: dict[str, Any]) -> str:
-    """The large-region warning for an open_session reply ("" when the region is not many times the model)."""
-    region = session.get("region")
-    try:
-        side = max(float(region[2]), float(region[3]))
-        resolution = int(session.get("resolution") or 0)
-    except (TypeError, ValueError, IndexError):
-        return ""
-    return large_region_text(side, resolution)
 
 
 def finished_text(done: dict[str, Any], summary: str) -> str:
