@@ -13,6 +13,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "draggan_daemon.engine.loaders.convert",
         "convert an NVIDIA .pkl or rosinality .pt to the native format",
     ),
+    "models": ("draggan_daemon.models_cli", "list, pull, add or remove checkpoints (list shows the catalogue)"),
     "sample": ("draggan_daemon.training.sample", "render random samples or a grid from a model"),
     "train": ("draggan_daemon.training.train", "train the bundled model from the emoji data set"),
     "package": ("draggan_daemon.plugin_install", "build an installable plugin archive (krita)"),

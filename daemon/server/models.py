@@ -2,11 +2,20 @@
 
 Files are loaded lazily (on the worker thread, the first time a session asks for them) except the default,
 which `serve` loads at start so that the first session does not wait and a broken file is reported at once.
+
+A models folder is watched, not read once: each model list (hello, list_models) and each request for a name the
+registry does not know lists the folder again (one directory read), so a checkpoint that `draggan models pull`
+or `add` puts there is offered at once, and one that `remove` deleted is dropped (unless a session loaded it).
+A card `NAME.json` next to `NAME.pkl` (written by `draggan models`) gives the model's domain, licence and
+resolution before it is loaded.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +33,33 @@ BUNDLED_DIR = Path(__file__).resolve().parent.parent / "models"
 BUNDLED_FILE = BUNDLED_DIR / "bundled.safetensors"
 MODEL_SUFFIXES = (".safetensors", ".pkl", ".pt", ".pth")
 BUILTIN_NAME = "builtin-test"
+BUNDLED_DOMAIN = "emoji faces (cartoon)"
+CARD_FIELDS = ("domain", "licence", "title", "url")
+
+
+def default_models_dir() -> Path:
+    """Where `draggan models` puts checkpoints and `draggan serve` looks for them: $DRAGGAN_MODELS_DIR, else the
+    user's data folder (Linux ${XDG_DATA_HOME:-~/.local/share}/draggan/models, macOS ~/Library/Application
+    Support/DragGAN/models, Windows %LOCALAPPDATA%\\DragGAN\\models)."""
+    env = os.environ.get("DRAGGAN_MODELS_DIR")
+    if env:
+        return Path(env).expanduser()
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+        return Path(base) / "DragGAN" / "models"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "DragGAN" / "models"
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data) / "draggan" / "models"
+
+
+def read_card(model_path: Path) -> dict[str, Any]:
+    """The model's card (`NAME.json` beside `NAME.pkl`), or {} when there is none or it is not a JSON object."""
+    try:
+        card = json.loads(model_path.with_suffix(".json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return card if isinstance(card, dict) else {}
 
 
 def builtin_test_generator(resolution: int = 64, seed: int = 0) -> Generator:
@@ -51,6 +87,7 @@ class ModelEntry:
     source_format: str = ""
     error: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    card: dict[str, Any] = field(default_factory=dict)
 
     def describe(self, default: str | None) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -65,6 +102,16 @@ class ModelEntry:
             d["picture"] = [cfg.img_resolution, cfg.width(cfg.img_resolution)]  # H, W drawn (padded to H x H)
             d["num_ws"] = int(self.generator.num_ws)
             d["source_format"] = self.source_format
+        else:  # not loaded yet: what the card says, if it says it
+            res, picture = self.card.get("resolution"), self.card.get("picture")
+            if isinstance(res, int) and res > 0:
+                d["resolution"] = res
+                if isinstance(picture, list) and len(picture) == 2 and all(isinstance(v, int) for v in picture):
+                    d["picture"] = picture
+        for key in CARD_FIELDS[:2]:
+            value = self.card.get(key)
+            if isinstance(value, str) and value:
+                d[key] = value
         if self.error:
             d["error"] = self.error
         return d
@@ -78,6 +125,9 @@ class ModelRegistry:
         self.entries: dict[str, ModelEntry] = {}
         self.default: str | None = None
         self._lock = threading.Lock()
+        self._scan_lock = threading.Lock()
+        self.watched: list[Path] = []
+        self._seen: set[Path] = set()
 
     def _unique(self, name: str) -> str:
         base, i = name, 2
@@ -88,7 +138,8 @@ class ModelRegistry:
 
     def add_generator(self, name: str, G: Generator, origin: str = "builtin", make_default: bool = False) -> str:
         name = self._unique(name)
-        self.entries[name] = ModelEntry(name, None, origin, G.to(self.device), source_format="builtin")
+        card = {"domain": "random textures (test model)", "licence": "MIT (this project)"}
+        self.entries[name] = ModelEntry(name, None, origin, G.to(self.device), source_format="builtin", card=card)
         if make_default or self.default is None:
             self.default = name
         return name
@@ -98,19 +149,62 @@ class ModelRegistry:
         if not p.is_file():
             raise FileNotFoundError(f"model file not found: {p}")
         name = self._unique(p.stem)
-        self.entries[name] = ModelEntry(name, p, origin)
+        card = read_card(p)
+        if origin == "bundled":
+            card.setdefault("domain", BUNDLED_DOMAIN)
+        self.entries[name] = ModelEntry(name, p, origin, card=card)
         if make_default or self.default is None:
             self.default = name
         return name
 
     def scan_dir(self, folder: str | Path) -> list[str]:
+        """Serve every checkpoint in `folder` (which must exist) and keep watching it."""
         d = Path(folder).expanduser()
         if not d.is_dir():
             raise FileNotFoundError(f"models folder not found: {d}")
-        return [self.add_path(p, "models-dir") for p in sorted(d.iterdir()) if p.suffix.lower() in MODEL_SUFFIXES]
+        return self.watch_dir(d)
+
+    def watch_dir(self, folder: str | Path) -> list[str]:
+        """Serve the checkpoints in `folder` now and whatever appears there later; it need not exist yet."""
+        d = Path(folder).expanduser()
+        with self._scan_lock:
+            if d not in self.watched:
+                self.watched.append(d)
+            return self._rescan(d)
+
+    def refresh(self) -> list[str]:
+        """List the watched folders again: add new checkpoints, drop vanished ones nobody loaded. New names."""
+        if not self.watched:
+            return []
+        with self._scan_lock:
+            return [name for d in self.watched for name in self._rescan(d)]
+
+    def _rescan(self, d: Path) -> list[str]:
+        try:
+            present = {d / n for n in os.listdir(d) if Path(n).suffix.lower() in MODEL_SUFFIXES and n[:1] != "."}
+        except OSError:  # not there (yet), or unreadable: nothing from it
+            present = set()
+        present = {p for p in present if p.is_file()}
+        known = {e.path: e for e in list(self.entries.values()) if e.origin == "models-dir" and e.path is not None}
+        for path, entry in known.items():
+            if path.parent == d and path not in present and entry.generator is None:
+                del self.entries[entry.name]
+                if self.default == entry.name:
+                    self.default = next(iter(self.entries), None)
+                event(log, "model_gone", name=entry.name, path=path)
+            elif path in present and not entry.card:  # a card written after the checkpoint (`models add` in place)
+                entry.card = read_card(path)
+        added, first = [], d not in self._seen
+        for path in sorted(present - set(known)):
+            added.append(self.add_path(path, "models-dir"))
+            if not first:
+                event(log, "model_found", name=added[-1], path=path)
+        self._seen.add(d)
+        return added
 
     def describe(self) -> list[dict[str, Any]]:
-        return [e.describe(self.default) for e in self.entries.values()]
+        self.refresh()
+        return [e.describe(self.default) for e in list(self.entries.values())]
 
     def resolve_name(self, name: str | None) -> str:
         """The entry name a request means; KeyError when there is no such model."""
@@ -118,6 +212,8 @@ class ModelRegistry:
             if self.default is None:
                 raise KeyError("this daemon has no model loaded")
             return self.default
+        if name not in self.entries:
+            self.refresh()  # perhaps it has just been put in a watched folder
         if name not in self.entries:
             raise KeyError(f"no model named {name!r}; available: {', '.join(self.entries) or 'none'}")
         return name

@@ -22,7 +22,7 @@ from draggan_protocol.connection import (
 from draggan_protocol.signing import new_key
 
 from .logs import event, setup_logging
-from .models import BUILTIN_NAME, BUNDLED_FILE, ModelRegistry, builtin_test_generator
+from .models import BUILTIN_NAME, BUNDLED_FILE, ModelRegistry, builtin_test_generator, default_models_dir
 from .server import DaemonServer, ServerConfig, is_loopback
 
 log = logging.getLogger("draggan.serve")
@@ -37,7 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="a checkpoint to serve (.safetensors, NVIDIA .pkl, rosinality .pt); repeatable; the first is the default",
     )
-    p.add_argument("--models-dir", metavar="DIR", help="serve every checkpoint in this folder (loaded on first use)")
+    p.add_argument(
+        "--models-dir",
+        metavar="DIR",
+        help="serve every checkpoint in this folder, and those put there later (loaded on first use); default: "
+        f"the folder `draggan models pull` fills, {default_models_dir()} (not with --builtin-test-model)",
+    )
     p.add_argument(
         "--builtin-test-model",
         action="store_true",
@@ -114,6 +119,8 @@ def build_registry(args: argparse.Namespace, device: torch.device) -> ModelRegis
         reg.add_path(BUNDLED_FILE, origin="bundled", make_default=not args.model)
     if args.models_dir:
         reg.scan_dir(args.models_dir)
+    elif not args.builtin_test_model:  # tests serve exactly what they ask for, whatever the user has pulled
+        reg.watch_dir(default_models_dir())
     if reg.default is None:
         event(
             log,
