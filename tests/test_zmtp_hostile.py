@@ -470,6 +470,7 @@ def _greeting_with(mechanism: bytes = b"NULL", major: int = 3) -> bytes:
         (GREETING + encode_command(b"READY", b"\x05Socke\xff\xff\xff\xff"), "malformed READY"),
         (GREETING + READY_ROUTER + READY_ROUTER, "second READY"),
     ],
+    ids=["http", "zmtp2", "curve", "unknown-mechanism", "pub", "error", "data-first", "bad-props", "two-ready"],
 )
 def test_not_a_router_is_a_clear_transport_error(serve, reply, message):
     server = serve(lambda c, s: (c.sendall(reply), s.wait(5)))
