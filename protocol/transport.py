@@ -17,13 +17,16 @@ Interface (`Transport`):
                                                         wait up to `timeout` seconds (None = forever, 0 = poll);
                                                         None when nothing arrived in time
     close() -> None                                     release the socket; safe to call twice
+    set_limits(limits: dict) -> None                    (both built-in transports) adopt the caps for a daemon's
+                                                        announced hello_reply.limits
 Failures that mean "the peer cannot be reached" raise `TransportError` (an OSError).
 
 Limits, the same for both transports (PROTOCOL.md §1): a frame over `MAX_FRAME_BYTES`, a message of more than
 `MAX_MESSAGE_FRAMES` frames or over `MAX_MESSAGE_BYTES` is the largest the protocol allows (§10 defaults), so a peer
 sending more is not a DragGAN daemon: the transport closes the connection and raises `TransportError`. At most
 `MAX_QUEUE_MESSAGES` received messages wait for the caller; beyond that the transport stops reading (TCP pushes
-back on the sender) and never drops a message.
+back on the sender) and never drops a message. A daemon configured with larger limits announces them in its
+signed hello_reply; `set_limits(limits)` raises the caps to match.
 """
 
 from __future__ import annotations
@@ -33,16 +36,26 @@ from typing import Protocol, runtime_checkable
 
 from .spec import DEFAULT_LIMITS, DELIMITER
 
-# The largest message the protocol allows (PROTOCOL.md §2, §10): delimiter, signature, header, content, buffers.
-MAX_FRAME_BYTES = max(DEFAULT_LIMITS["max_frame_bytes"], DEFAULT_LIMITS["max_content_bytes"])
-MAX_MESSAGE_FRAMES = 4 + DEFAULT_LIMITS["max_buffers"]
-MAX_MESSAGE_BYTES = (
-    len(DELIMITER)
-    + 64  # hex HMAC-SHA256
-    + DEFAULT_LIMITS["max_header_bytes"]
-    + DEFAULT_LIMITS["max_content_bytes"]
-    + DEFAULT_LIMITS["max_buffers"] * DEFAULT_LIMITS["max_frame_bytes"]
-)
+
+def message_limits(limits: dict | None = None) -> dict[str, int]:
+    """The transport's caps for a daemon's `limits` (hello_reply.limits; None = the defaults, PROTOCOL.md §10): the
+    largest message the protocol allows, [delimiter, signature, header, content, *buffers] (§2)."""
+    lim = {**DEFAULT_LIMITS, **(limits or {})}
+    return {
+        "max_frame_bytes": max(lim["max_frame_bytes"], lim["max_content_bytes"], lim["max_header_bytes"]),
+        "max_message_frames": 4 + lim["max_buffers"],
+        "max_message_bytes": len(DELIMITER)
+        + 64  # hex HMAC-SHA256
+        + lim["max_header_bytes"]
+        + lim["max_content_bytes"]
+        + lim["max_buffers"] * lim["max_frame_bytes"],
+    }
+
+
+_DEFAULT_CAPS = message_limits()
+MAX_FRAME_BYTES = _DEFAULT_CAPS["max_frame_bytes"]
+MAX_MESSAGE_FRAMES = _DEFAULT_CAPS["max_message_frames"]
+MAX_MESSAGE_BYTES = _DEFAULT_CAPS["max_message_bytes"]
 # Received messages waiting for the caller: reading pauses at either bound (libzmq's RCVHWM is 1000 too).
 MAX_QUEUE_MESSAGES = 1000
 MAX_QUEUE_BYTES = 64 * 1024 * 1024
@@ -172,6 +185,15 @@ class PyZmqTransport:
             self.close()
             raise
         return frames
+
+    def set_limits(self, limits: dict) -> None:
+        """Adopt a daemon's announced limits (its signed hello_reply.limits), e.g. a larger `max_frame_bytes`;
+        ZMQ_MAXMSGSIZE takes effect from the next (re)connection."""
+        caps = message_limits(limits)
+        self.max_message_frames = caps["max_message_frames"]
+        self.max_message_bytes = caps["max_message_bytes"]
+        if not self._closed:
+            self._sock.setsockopt(self._zmq.MAXMSGSIZE, caps["max_frame_bytes"])
 
     def close(self) -> None:
         if not self._closed:

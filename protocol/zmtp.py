@@ -35,6 +35,7 @@ from .transport import (
     MAX_QUEUE_BYTES,
     MAX_QUEUE_MESSAGES,
     TransportError,
+    message_limits,
 )
 
 # Greeting: signature (0xFF, 8 padding bytes, 0x7F), version 3.0, mechanism, as-server flag, filler.
@@ -248,6 +249,13 @@ class ZmtpDealer:
                 return None
             wlist = [self._sock] if self._out or self._pong is not None else []
             select.select([self._sock], wlist, [], remaining)
+
+    def set_limits(self, limits: dict) -> None:
+        """Adopt a daemon's announced limits (its signed hello_reply.limits), e.g. a larger `max_frame_bytes`."""
+        caps = message_limits(limits)
+        self.max_frame_bytes = caps["max_frame_bytes"]
+        self.max_message_frames = caps["max_message_frames"]
+        self.max_message_bytes = caps["max_message_bytes"]
 
     def pending(self) -> bool:
         """True when a complete message is already buffered (no need to wait for the socket)."""

@@ -210,6 +210,21 @@ def test_frame_over_the_cap_is_refused_when_declared(serve):
         dealer.recv_multipart(0)  # the reason stays
 
 
+def test_a_daemon_announcing_larger_limits_raises_the_caps(serve):
+    body = bytes(3 * MIB)
+    server = serve(lambda c, s: (greet(c), time.sleep(0.3), c.sendall(long_frame_header(len(body)) + body), s.wait(5)))
+    with ZmtpDealer(server.endpoint, max_frame_bytes=MIB) as dealer:
+        dealer.set_limits({"max_frame_bytes": 4 * MIB})
+        assert dealer.max_message_bytes > 4 * 4 * MIB
+        assert dealer.recv_multipart(5) == [body]
+    t = PyZmqTransport(server.endpoint)
+    try:
+        t.set_limits({"max_buffers": 6})
+        assert t.max_message_frames == 10
+    finally:
+        t.close()
+
+
 def test_message_of_too_many_frames_is_refused(serve):
     more = short_frame(b"x", 0x01)
     message = more * (MAX_MESSAGE_FRAMES + 1) + short_frame(b"end")
