@@ -251,3 +251,68 @@ def test_gimp_params_carry_the_preset() -> None:
     assert run.settings == "official"
     assert run.drag_parameters() == {"preset": "official", "steps": 200, "mask_weight": 20.0}
     assert gimp_params.RunSettings.from_values({}).drag_parameters()["preset"] == "studio"
+
+
+def test_edit_preset_official_tracks_the_path_of_the_official_preset(tmp_path, monkeypatch, capsys) -> None:
+    """`draggan edit --preset official --set lr=...` drags as a request naming the preset does, step for step, and
+    not as the studio settings do."""
+    import numpy as np
+    from draggan_daemon.server import edit_cli
+    from draggan_protocol import Client, ConnectionInfo, drag_request, write_connection_file
+    from PIL import Image
+    from test_daemon_support import client_for, running_daemon
+
+    rng = np.random.default_rng(5)
+    src = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    Image.fromarray(src).save(tmp_path / "in.png")
+    paths: list[list] = []
+    run_job = Client.run_job
+
+    def recording(self, kind, content, buffers, on_progress=None, **kw):
+        path: list = []
+        paths.append(path)
+
+        def on(msg):
+            if msg.content.get("phase") == "drag":
+                path.append(msg.content["handles"])
+            if on_progress is not None:
+                on_progress(msg)
+
+        return run_job(self, kind, content, buffers, on_progress=on, **kw)
+
+    monkeypatch.setattr(Client, "run_job", recording)
+    drag, inv = [(14.0, 20.0, 20.0, 24.0)], {"w_steps": 2, "wplus_steps": 2, "pti_steps": 2}
+    with running_daemon() as server:
+        conn = write_connection_file(
+            ConnectionInfo(endpoint=server.endpoint, key=server.config.key.decode()), tmp_path / "daemon.json"
+        )
+        args = [
+            str(tmp_path / "in.png"),
+            "--drag",
+            "14,20:20,24",
+            "--steps",
+            "6",
+            "--invert-steps",
+            "2",
+            "--set",
+            "lr=0.05",
+        ]
+        rc = edit_cli.main(
+            [*args, "--preset", "official", "-o", str(tmp_path / "o.png"), "--connection-file", str(conn)]
+        )
+        assert rc in (0, 1), capsys.readouterr().err
+        with client_for(server) as c:
+            for params in ({"steps": 6, "preset": "official", "lr": 0.05}, {"steps": 6, "lr": 0.05}):
+                sid = c.open_layer_session(_rgba(src), 40, 40)["session_id"]
+                content, buffers = drag_request(sid, drag, None, params, 0, invert_params=inv)
+                c.run_job("drag", content, buffers)
+    edit_path, official_path, studio_path = paths
+    assert len(edit_path) >= 1 and edit_path == official_path
+    assert edit_path[-1] != edit_path[0]  # the handle did move
+    assert studio_path != official_path
+
+
+def _rgba(rgb) -> bytes:
+    import numpy as np
+
+    return np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)]).tobytes()
