@@ -157,6 +157,7 @@ class ZmtpDealer:
         self._pong: bytes | None = None  # the context of the last PING not answered yet
         self._eof = False
         self._error: str | None = None  # why the connection is unusable (closed after a peer's violation)
+        self._write_error: str | None = None  # why nothing can be written any more
         self._closed = False
         self._ready = False
         self._greeted = False
@@ -185,8 +186,8 @@ class ZmtpDealer:
         that cannot finish in time raises `TransportError` and closes the connection (a half-sent message cannot
         be taken back)."""
         self._check_open()
-        if self._eof:
-            raise TransportError("connection to the daemon is closed")
+        if self._eof or self._write_error is not None:
+            raise TransportError(self._write_error or self._error or "connection to the daemon is closed")
         if not frames:
             raise ValueError("a message has at least one frame")
         deadline = time.monotonic() + max(0.0, self.send_timeout if timeout is None else timeout)
@@ -247,7 +248,8 @@ class ZmtpDealer:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return None
-            wlist = [self._sock] if self._out or self._pong is not None else []
+            wants_write = (self._out or self._pong is not None) and self._write_error is None
+            wlist = [self._sock] if wants_write else []
             select.select([self._sock], wlist, [], remaining)
 
     def set_limits(self, limits: dict) -> None:
@@ -360,11 +362,16 @@ class ZmtpDealer:
         return len(self._messages) < self.max_queue_messages and self._queued_bytes < self.max_queue_bytes
 
     def _answer_ping(self) -> None:
-        if self._pong is not None and not self._out and not self._closed:
+        if self._write_error is not None or self._closed:
+            return
+        if self._pong is not None and not self._out:
             self._out.append(memoryview(encode_command(b"PONG", self._pong)))
             self._pong = None
         if self._out:
-            self._write_some()
+            try:
+                self._write_some()
+            except TransportError:
+                pass  # the write side is gone; the read side says so once it has delivered what came
 
     def _write_some(self) -> None:
         """Write what the socket takes now, without waiting."""
@@ -375,7 +382,10 @@ class ZmtpDealer:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
-                self._fail(f"lost the connection to the daemon: {exc}")
+                # Not closed here: what the daemon sent before it went may still be read (recv reports the end).
+                self._out.clear()
+                self._write_error = f"lost the connection to the daemon: {exc}"
+                raise TransportError(self._write_error) from exc
             if sent >= view.nbytes:
                 self._out.popleft()
             else:
