@@ -59,6 +59,15 @@ class Image:
     pixels: bytes
 
 
+@dataclass
+class Frame(Image):
+    """One frame a drag kept (get_frames): `step` drag steps ran before its picture (0 = the drag's start);
+    `final` marks the result's picture (the last frame)."""
+
+    step: int = 0
+    final: bool = False
+
+
 class Client:
     """A DEALER-side connection to the daemon. Not thread-safe: use it from one thread."""
 
@@ -365,9 +374,23 @@ class Client:
         preview_seconds: float | None = None,
         output: str | None = None,
         on_progress: ProgressCallback | None = None,
+        frames: int | None = None,
+        frames_max_bytes: int | None = None,
     ) -> dict[str, Any]:
-        """Drag handles to targets; returns job_done's content (state, steps, arrival fields). Blocks until done."""
-        content, buffers = drag_request(session_id, points, mask, params, preview_every, preview_seconds, output)
+        """Drag handles to targets; returns job_done's content (state, steps, arrival fields). Blocks until done.
+
+        `frames` k keeps a frame every k steps (and the result's), fetched afterwards with `get_frames`."""
+        content, buffers = drag_request(
+            session_id,
+            points,
+            mask,
+            params,
+            preview_every,
+            preview_seconds,
+            output,
+            frames=frames,
+            frames_max_bytes=frames_max_bytes,
+        )
         return self.run_job("drag", content, buffers, on_progress=on_progress)
 
     def cancel(self, job_id: str) -> dict[str, Any]:
@@ -389,6 +412,28 @@ class Client:
     ) -> Image:
         reply = self.request("get_result", result_request(session_id, area, format, output), timeout=timeout)
         return image_from_message(reply)
+
+    def get_frames(
+        self,
+        session_id: str,
+        format: str = "RGBA8",
+        start: int = 0,
+        count: int | None = None,
+        timeout: float = 60.0,
+        on_chunk: Callable[[int, int], None] | None = None,
+    ) -> list[Frame]:
+        """The frames the session's last drag kept (all of them by default), fetched in as many get_frames
+        replies as the daemon's reply budget asks for. `on_chunk(received, total)` after each reply."""
+        out: list[Frame] = []
+        at: int | None = start
+        while at is not None and (count is None or len(out) < count):
+            want = None if count is None else count - len(out)
+            reply = self.request("get_frames", frames_request(session_id, at, want, format), timeout=timeout)
+            out.extend(frames_from_message(reply))
+            if on_chunk is not None:
+                on_chunk(len(out), int(reply.content["total"]) - start)
+            at = reply.content.get("next")
+        return out
 
     def close_session(self, session_id: str) -> dict[str, Any]:
         return self.request("close_session", {"session_id": session_id}).content
@@ -466,11 +511,14 @@ def drag_request(
     output: str | None = None,
     invert_preset: str | None = None,
     invert_params: dict[str, Any] | None = None,
+    frames: int | None = None,
+    frames_max_bytes: int | None = None,
 ) -> tuple[dict[str, Any], list[Any]]:
     """(content, buffers) of a drag request; `mask` is A8 at layer size, 255 = may change (like a selection).
 
     `output` is `transfer` (the layer's own pixels, moved) or `generator` (the generator's picture); None leaves
-    it to the daemon (transfer from protocol 1.1 on)."""
+    it to the daemon (transfer from protocol 1.1 on). `frames` k (≥ 1) keeps a frame every k steps and the
+    result's (None or 0: none), within `frames_max_bytes` compressed bytes (None: the daemon's budget)."""
     content: dict[str, Any] = {
         "session_id": session_id,
         "points": [[float(v) for v in p] for p in points],
@@ -485,11 +533,45 @@ def drag_request(
         content["invert_params"] = dict(invert_params)
     if preview_seconds is not None:
         content["preview_seconds"] = float(preview_seconds)
+    if frames:
+        content["frames"] = {"every": int(frames)}
+        if frames_max_bytes is not None:
+            content["frames"]["max_bytes"] = int(frames_max_bytes)
     buffers: list[Any] = []
     if mask is not None:
         content["mask"] = {"format": "A8", "buffer": 0}
         buffers.append(mask)
     return content, buffers
+
+
+def frames_request(session_id: str, start: int = 0, count: int | None = None, format: str = "RGBA8") -> dict[str, Any]:
+    """The content of a get_frames request: frames `start` … (`count` of them, None: as many as one reply takes)."""
+    content: dict[str, Any] = {"session_id": session_id, "start": int(start), "format": format}
+    if count is not None:
+        content["count"] = int(count)
+    return content
+
+
+def frames_from_message(msg: Message) -> list[Frame]:
+    """The frames one get_frames reply carries (buffer 0 holds them one after another, each `frame_bytes`)."""
+    d = msg.content
+    buf = memoryview(msg.buffers[d.get("buffer", 0)])
+    size = int(d["frame_bytes"])
+    if len(buf) != size * len(d["frames"]):
+        raise ProtocolError("bad_buffer", f"get_frames_reply: {len(buf)} bytes for {len(d['frames'])} frames")
+    return [
+        Frame(
+            width=d["width"],
+            height=d["height"],
+            format=d["format"],
+            offset=tuple(d["offset"]),
+            rect=tuple(d["rect"]),
+            pixels=bytes(buf[i * size : (i + 1) * size]),
+            step=int(f["step"]),
+            final=bool(f["final"]),
+        )
+        for i, f in enumerate(d["frames"])
+    ]
 
 
 def image_from_message(msg: Message, key: str | None = None) -> Image:

@@ -25,6 +25,7 @@ REQUEST_TYPES = (
     "undo",
     "reset",
     "get_result",
+    "get_frames",
     "close_session",
     "shutdown",
 )
@@ -79,6 +80,7 @@ DEFAULT_LIMITS = {
     "max_points": 64,
     "max_steps": 5000,
     "max_reply_backlog_bytes": 32 * 1024 * 1024,  # (1.1) result bytes a client may have queued or unsent
+    "max_frames_bytes": 16 * 1024 * 1024,  # (1.1) per session: the compressed frames a drag may keep
 }
 
 # How a drag's picture is made (1.1): the layer's own pixels moved by the generator's motion, or its picture.

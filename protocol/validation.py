@@ -159,6 +159,13 @@ _INVERT_PARAMS = {
     "seed": F("int", lo=0, hi=2**32 - 1),
 }
 
+# (1.1) a drag that keeps frames: one every `every` steps (the final picture always), within `max_bytes` compressed
+# (at most the daemon's max_frames_bytes)
+_FRAMES = {
+    "every": F("int", default=1, lo=1, hi=L["max_steps"]),
+    "max_bytes": F("int", nullable=True, lo=1, hi=2**62),
+}
+
 SCHEMAS: dict[str, dict[str, F]] = {
     "hello": {"client": F("str", default="", max_len=128)},
     "heartbeat": {},
@@ -188,6 +195,7 @@ SCHEMAS: dict[str, dict[str, F]] = {
         "params": F("dict", default={}, schema=_DRAG_PARAMS),
         "invert_params": F("dict", default={}, schema=_INVERT_PARAMS),
         **_TABLE_REQUEST,  # preview_every, preview_seconds, invert_preset, output, new_content
+        "frames": F("dict", nullable=True, schema=_FRAMES),
     },
     "cancel": {"job_id": F("str", required=True, max_len=64)},
     "undo": {"session_id": _SESSION},
@@ -197,6 +205,12 @@ SCHEMAS: dict[str, dict[str, F]] = {
         "area": F("str", default="layer", choices=("layer", "changed")),
         "format": F("str", default="RGBA8", choices=("RGBA8", "BGRA8")),
         "output": F("str", nullable=True, choices=OUTPUT_MODES),
+    },
+    "get_frames": {
+        "session_id": _SESSION,
+        "start": F("int", default=0, lo=0, hi=2**31 - 1),
+        "count": F("int", nullable=True, lo=1, hi=2**31 - 1),
+        "format": F("str", default="RGBA8", choices=("RGBA8", "BGRA8")),
     },
     "close_session": {"session_id": _SESSION},
     "shutdown": {},

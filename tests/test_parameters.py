@@ -77,7 +77,7 @@ def test_table_source_keeps_to_python_3_10() -> None:
 def test_every_wire_field_of_a_drag_is_in_the_table_and_nothing_else() -> None:
     drag = SCHEMAS["drag"]
     assert set(table.names(table.PARAMS)) == set(drag["params"].schema)
-    structural = {"session_id", "points", "mask", "params", "invert_params"}  # what is drawn, not set
+    structural = {"session_id", "points", "mask", "params", "invert_params", "frames"}  # drawn or kept, not set
     assert set(table.names(table.REQUEST)) == set(drag) - structural
 
 

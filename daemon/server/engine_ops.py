@@ -23,11 +23,12 @@ from draggan_daemon.engine.errors import EngineInputError
 from draggan_daemon.engine.region import picture_u8
 from draggan_daemon.engine.transfer import Rendered, estimate_motion, measure_points, render_layer
 from draggan_protocol import parameters
+from draggan_protocol.spec import DEFAULT_LIMITS
 
 from .logs import event
 from .models import ModelRegistry
 from .pixels import editable_to_keep, frame_to_a8, frame_to_rgba, rgba_to_frame, tensor_to_rgba
-from .sessions import EditState, Look, Session
+from .sessions import EditState, FrameStore, Look, Session
 
 log = logging.getLogger("draggan.engine_ops")
 
@@ -36,9 +37,10 @@ ShouldStop = Callable[[], bool]
 
 
 class EngineOps:
-    def __init__(self, registry: ModelRegistry) -> None:
+    def __init__(self, registry: ModelRegistry, max_frames_bytes: int = DEFAULT_LIMITS["max_frames_bytes"]) -> None:
         self.registry = registry
         self.device = registry.device
+        self.max_frames_bytes = int(max_frames_bytes)  # per session: the budget of a drag's kept frames
 
     # ------------------------------------------------------------------ open
     def open(self, s: Session, content: dict[str, Any], buffers: list[Any]) -> dict[str, Any]:
@@ -83,6 +85,7 @@ class EngineOps:
         if getattr(result, "cancelled", False) or stop():
             return {"state": "cancelled", "stages": stages}
         G = result.generator if result.generator is not None else s.generator
+        s.frames = None  # a new fit: the frames of a drag from the old one go
         ws = result.ws.detach().to(self.device)
         with torch.no_grad():
             image = G.synthesis.run(ws, render_image=True)[0]
@@ -155,10 +158,18 @@ class EngineOps:
         steps_run = 0
         after_cancel = 0  # steps that finished after the cancel arrived: at most the one in flight
         last_handles = handles
+        preview_every = int(args.get("preview_every", parameters.default("preview_every")))
+        preview_seconds = args.get("preview_seconds")
+        s.frames = None  # the frames of an earlier drag go: those kept belong to the session's last drag
+        keep = self._frame_store(s, args.get("frames"), output)
+        last_preview = time.monotonic()
+        before_last = after_last = opt.ws.detach().clone() if keep is not None else None
 
         def on_step(rep: Any) -> None:
-            nonlocal steps_run, last_handles, after_cancel
+            nonlocal steps_run, last_handles, after_cancel, last_preview, before_last, after_last
             steps_run = rep.step
+            if keep is not None:  # the latent before and after this step: did the last step update it?
+                before_last, after_last = after_last, opt.ws.detach().clone()
             after_cancel += int(stop())
             last_handles = [tuple(map(float, p)) for p in to_layer(rep.handles)]
             content: dict[str, Any] = {
@@ -171,16 +182,31 @@ class EngineOps:
             }
             frames: list[Any] = []
             if rep.image is not None:
-                rendered, report = meter.at(rep.step, rep.image, render=True)
-                content.update(report)
-                content["preview"], frames = self._layer_payload(s, rendered.layer, "changed", "RGBA8")
+                # The picture of step k is the latent before step k's update: k − 1 updates (a frame's `step`).
+                want_frame = keep is not None and keep.wants(rep.step - 1)
+                if keep is None:
+                    want_preview = True  # the engine rendered it for a preview
+                else:  # the engine renders every step for the frames; previews keep their own schedule
+                    now = time.monotonic()
+                    want_preview = (preview_every > 0 and rep.step % preview_every == 0) or (
+                        preview_seconds is not None and now - last_preview >= preview_seconds
+                    )
+                    if want_preview:
+                        last_preview = now
+                if want_frame or want_preview:
+                    rendered, report = meter.at(rep.step, rep.image, render=True)
+                    if want_frame:
+                        keep.add(rep.step - 1, self._changed(s, rendered.layer))
+                    if want_preview:
+                        content.update(report)
+                        content["preview"], frames = self._layer_payload(s, rendered.layer, "changed", "RGBA8")
             progress(content, frames)
 
         final = opt.run(
             on_step=on_step,
             should_stop=stop,
-            preview_every=int(args.get("preview_every", parameters.default("preview_every"))),
-            preview_seconds=args.get("preview_seconds"),
+            preview_every=1 if keep is not None else preview_every,
+            preview_seconds=None if keep is not None else preview_seconds,
             max_steps=steps,
             verify=meter.verify if check_arrival else None,
         )
@@ -199,7 +225,14 @@ class EngineOps:
                     look=look,
                 )
             )
-            outcome = meter.at(_FINAL, image, render=False)[1]  # the latent after the last update, measured anew
+            # the latent after the last update, measured anew (and, when frames are kept, pictured: the last frame)
+            rendered, outcome = meter.at(_FINAL, image, render=keep is not None)
+            if keep is not None:
+                # a step that finds every handle arrived makes no update: the result is that step's own picture
+                same = before_last is not None and torch.equal(before_last, opt.ws.detach())
+                keep.add(steps_run - int(same), self._changed(s, rendered.layer), final=True)
+        if keep is not None and len(keep):
+            s.frames = keep
         return {
             "state": "cancelled" if cancelled else "done",
             "steps": int(steps_run),
@@ -211,7 +244,23 @@ class EngineOps:
             "loss": float(final.loss),
             "history_depth": max(0, len(s.history) - 1),
             **({"steps_after_cancel": after_cancel} if cancelled else {}),
+            **({"frames": s.frames.describe()} if keep is not None and s.frames is keep else {}),
         }
+
+    def _frame_store(self, s: Session, ask: dict[str, Any] | None, output: str) -> FrameStore | None:
+        """The store for a drag's frames when the request asks for them (`frames` {every, max_bytes})."""
+        if not ask:
+            return None
+        budget = min(int(ask.get("max_bytes") or self.max_frames_bytes), self.max_frames_bytes)
+        x, y, w, h = (0, 0, s.width, s.height) if s.prepared is None else s.prepared.map.region
+        return FrameStore(int(ask.get("every", 1)), budget, (x, y, w, h), output)
+
+    def _changed(self, s: Session, full: np.ndarray) -> np.ndarray:
+        """The changed rectangle of a layer picture (what previews, frames and get_result `changed` carry)."""
+        if s.prepared is None:
+            return full
+        x, y, w, h = s.prepared.map.region
+        return np.ascontiguousarray(full[y : y + h, x : x + w])
 
     # ------------------------------------------------------------------ result
     def result(self, s: Session, area: str, fmt: str, output: str | None = None) -> tuple[dict[str, Any], list[Any]]:

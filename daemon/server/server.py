@@ -93,7 +93,7 @@ class DaemonServer:
         self.store = SessionStore(
             self.limits["max_sessions"], self.limits["max_sessions_per_client"], self.limits["max_total_pixels"]
         )
-        self.ops = EngineOps(registry)
+        self.ops = EngineOps(registry, self.limits["max_frames_bytes"])
         self.worker = Worker(self.ops, self.store, self.post, self.limits["max_queue"])
         self.clients: dict[bytes, ClientInfo] = {}
         self._outbox: deque[tuple[bytes, str, dict[str, Any], list[Any], str | None]] = deque()
@@ -400,6 +400,7 @@ class DaemonServer:
                 "outputs": list(OUTPUT_MODES),
                 "measured_arrival": True,
                 "presets": parameters.describe_presets(),
+                "frames": True,
             },
             "queue_length": self.worker.queue_length(),
         }
@@ -562,6 +563,71 @@ class DaemonServer:
             raise
         return None
 
+    def on_get_frames(self, identity: bytes, msg: Any, c: dict[str, Any]) -> None:
+        """The frames the session's last drag kept, `count` from `start` (at most what the client's reply backlog
+        allows; at least one): answered here, the pixels decompressed from the session's frame store."""
+        s = self._owned(identity, c)
+        keep = s.frames
+        with self.store.lock:
+            if s.active_job is not None:
+                raise ProtocolError(
+                    ErrorCode.BUSY,
+                    "the session has a job queued or running; ask for its frames when it is done",
+                    field="session_id",
+                )
+        if keep is None:
+            raise ProtocolError(
+                ErrorCode.INVALID_INPUT,
+                "the session's last drag kept no frames (send the drag with `frames`)",
+                field="session_id",
+            )
+        total = len(keep)
+        start = c["start"]
+        if start >= total:
+            raise ProtocolError(
+                ErrorCode.INVALID_CONTENT, f"start: {start} is past the last frame ({total} kept)", field="start"
+            )
+        size = keep.frame_bytes
+        limit = self.limits["max_reply_backlog_bytes"]
+        backlog = self.reply_backlog(identity)
+        if backlog and backlog + size > limit:
+            self.stats["results_refused_backlog"] += 1
+            raise ProtocolError(
+                ErrorCode.BUSY,
+                f"{backlog} bytes of replies to this client are still queued or unread (limit {limit}); "
+                "read the replies you asked for, then ask again",
+                field="session_id",
+                backlog_bytes=backlog,
+                limit=limit,
+            )
+        fits = max(1, (limit - backlog) // size)
+        fits = min(fits, max(1, self.limits["max_frame_bytes"] // size))
+        count = min(total - start, fits, c.get("count") or total)
+        chosen = keep.read(start, count)
+        x, y, w, h = keep.rect
+        pixels = b"".join(raw for _, _, raw in chosen)
+        if c["format"] == "BGRA8":
+            pixels = _rgba_to_bgra(pixels)
+        end = start + len(chosen)
+        content = {
+            "status": "ok",
+            "session_id": s.session_id,
+            **keep.describe(),
+            "start": start,
+            "count": len(chosen),
+            "next": end if end < total else None,
+            "width": w,
+            "height": h,
+            "format": c["format"],
+            "rect": [x, y, w, h],
+            "offset": [s.offset[0] + x, s.offset[1] + y],
+            "frame_bytes": size,
+            "frames": [{"step": step, "final": final} for step, final, _ in chosen],
+            "buffer": 0,
+        }
+        self.reply(identity, "get_frames", msg.msg_id, content, [pixels])
+        return None
+
     def on_close_session(self, identity: bytes, msg: Any, c: dict[str, Any]) -> dict[str, Any]:
         s = self._owned(identity, c)
         self._close(s, "closed by the client")
@@ -655,6 +721,13 @@ class DaemonServer:
         for s in self.store.idle(self.config.session_idle_timeout):
             self._close(s, "idle")
             self.post(s.owner, "session_closed", {"session_id": s.session_id, "reason": "idle"}, [], None)
+
+
+def _rgba_to_bgra(pixels: bytes) -> bytes:
+    """RGBA8 bytes as BGRA8 (red and blue swapped)."""
+    out = bytearray(pixels)
+    out[0::4], out[2::4] = pixels[2::4], pixels[0::4]
+    return bytes(out)
 
 
 def _source_fd(frames: list[zmq.Frame]) -> int | None:

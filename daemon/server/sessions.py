@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +46,88 @@ class EditState:
     look: Look = Look()  # how the drag that made this state asked for its picture
 
 
+class FrameStore:
+    """The frames one drag keeps (PROTOCOL.md §6, drag `frames`): each the raw RGBA8 pixels of the session's
+    changed rectangle, zlib-compressed, within a byte budget.
+
+    A frame is labelled by `step`, the number of latent updates the picture shows (0 = the drag's start); one is
+    kept for every step that is a multiple of `every`, and the final picture (the result) always. When a frame
+    would take the store over `budget` bytes, every other kept frame is dropped (the first stays) and `every`
+    doubles, so the frames stay evenly spaced; a store never holds more than `budget` bytes, or two frames
+    when one alone is bigger than the budget. Written by the worker, read by the socket thread: one lock.
+    """
+
+    def __init__(self, every: int, budget: int, rect: tuple[int, int, int, int], output: str) -> None:
+        self.every = max(1, int(every))
+        self.asked_every = self.every
+        self.budget = max(1, int(budget))
+        self.rect = tuple(int(v) for v in rect)
+        self.output = output
+        self.frames: list[tuple[int, bool, bytes]] = []  # (step, final, zlib of RGBA8 rows)
+        self.bytes = 0
+        self.thinned = 0  # how often every other frame was dropped
+        self.lock = threading.Lock()
+
+    @property
+    def frame_bytes(self) -> int:
+        return 4 * self.rect[2] * self.rect[3]
+
+    def wants(self, step: int) -> bool:
+        """Whether a frame of `step` would be kept now (so the caller can skip making one that would not)."""
+        return step % self.every == 0
+
+    def add(self, step: int, rgba: np.ndarray, final: bool = False) -> bool:
+        """Keep the frame of `step` (RGBA8, the rectangle's size); the final frame is always kept. Returns
+        whether it was."""
+        w, h = self.rect[2], self.rect[3]
+        if rgba.shape != (h, w, 4) or rgba.dtype != np.uint8:
+            raise ValueError(f"a frame must be {w}x{h} RGBA8, got {rgba.shape} {rgba.dtype}")
+        packed = zlib.compress(np.ascontiguousarray(rgba).tobytes(), 1)
+        with self.lock:
+            if final and self.frames and self.frames[-1][0] == step:
+                self._drop(len(self.frames) - 1)  # the same latent: the final picture replaces it
+            while self.frames and self.bytes + len(packed) > self.budget and len(self.frames) > 1:
+                self._thin()
+            if not final and (not self.wants(step) or (self.frames and self.bytes + len(packed) > self.budget)):
+                return False
+            self.frames.append((int(step), bool(final), packed))
+            self.bytes += len(packed)
+            return True
+
+    def _drop(self, i: int) -> None:
+        self.bytes -= len(self.frames[i][2])
+        del self.frames[i]
+
+    def _thin(self) -> None:
+        kept = [f for i, f in enumerate(self.frames) if i % 2 == 0 or f[1]]
+        self.frames = kept
+        self.bytes = sum(len(f[2]) for f in kept)
+        self.every *= 2
+        self.thinned += 1
+
+    def __len__(self) -> int:
+        with self.lock:
+            return len(self.frames)
+
+    def read(self, start: int, count: int) -> list[tuple[int, bool, bytes]]:
+        """Frames start … start+count−1 as (step, final, raw RGBA8 bytes)."""
+        with self.lock:
+            chosen = self.frames[start : start + count]
+        return [(step, final, zlib.decompress(packed)) for step, final, packed in chosen]
+
+    def describe(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "total": len(self.frames),
+                "every": self.every,
+                "asked_every": self.asked_every,
+                "thinned": self.thinned,
+                "bytes_kept": self.bytes,
+                "budget_bytes": self.budget,
+                "output": self.output,
+            }
+
+
 @dataclass
 class Session:
     session_id: str
@@ -65,6 +148,7 @@ class Session:
     resolution: int = 0
     history: list[EditState] = field(default_factory=list)
     inversion: dict[str, Any] | None = None  # stages of the last inversion
+    frames: FrameStore | None = None  # the frames the last drag kept (None: it kept none)
     ready: bool = False  # preparation finished
     active_job: str | None = None  # invert/drag job queued or running on this session
     pending_tasks: int = 0  # open/result tasks queued or running
