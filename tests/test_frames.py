@@ -216,3 +216,61 @@ def test_a_drag_that_arrives_ends_on_the_picture_of_its_last_step():
         frames = c.get_frames(sid)
         assert [(f.step, f.final) for f in frames] == [(0, True)]
         assert np.array_equal(pixels_of(frames[0]), pixels_of(c.get_result(sid, area="changed")))
+
+
+# ---------------------------------------------------------------------- draggan edit --frames
+def _edit(tmp_path, server, *extra: str) -> tuple[int, str]:
+    import contextlib
+    import io
+
+    from draggan_daemon.server import edit_cli
+    from draggan_protocol import ConnectionInfo, write_connection_file
+
+    conn = write_connection_file(
+        ConnectionInfo(endpoint=server.endpoint, key=server.config.key.decode()), tmp_path / "daemon.json"
+    )
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        rc = edit_cli.main([
+            str(tmp_path / "in.png"), "--drag", "30,20:38,24", "--steps", "5", "--set", "stop_distance=0",
+            "--set", "lr=0.05", "--invert-steps", "2", "-o", str(tmp_path / "out.png"), "--connection-file",
+            str(conn), "--output-mode", "generator", "-q", *extra,
+        ])  # fmt: skip
+    return rc, err.getvalue()
+
+
+def test_edit_writes_a_gif_with_one_frame_per_kept_step_and_numbered_pngs(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    src = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    Image.fromarray(src).save(tmp_path / "in.png")
+    with running_daemon() as server:
+        rc, err = _edit(tmp_path, server, "--frames", str(tmp_path / "drag.gif"), "--frame-ms", "70")
+        assert rc == 0, err
+        assert "wrote 6 frames" in err, err  # steps 0..4 and the result
+        with Image.open(tmp_path / "drag.gif") as gif:
+            assert gif.n_frames == 6 and gif.size == (64, 48)
+            durations = []
+            for i in range(gif.n_frames):
+                gif.seek(i)
+                durations.append(gif.info["duration"])
+            assert durations == [70] * 6
+            gif.seek(5)
+            last = np.asarray(gif.convert("RGB"), np.int16)
+        out = np.asarray(Image.open(tmp_path / "out.png").convert("RGB"), np.int16)
+        assert np.abs(last - out).mean() < 12, "the GIF's last frame is not the result (beyond palette error)"
+
+        rc, err = _edit(tmp_path, server, "--frames", str(tmp_path / "pngs") + "/", "--frame-every", "2")
+        assert rc == 0, err
+        names = sorted(p.name for p in (tmp_path / "pngs").iterdir())
+        assert names == ["frame_0001.png", "frame_0002.png", "frame_0003.png", "frame_0004.png"]  # 0, 2, 4, result
+        last_png = np.asarray(Image.open(tmp_path / "pngs" / "frame_0004.png"))
+        assert np.array_equal(last_png, np.asarray(Image.open(tmp_path / "out.png")))
+
+        rc, err = _edit(tmp_path, server, "--frames", str(tmp_path / "drag.webp"))
+        assert rc == 0, err
+        with Image.open(tmp_path / "drag.webp") as webp:
+            assert webp.n_frames == 6
+        with pytest.raises(SystemExit, match="OUT.gif"):
+            _edit(tmp_path, server, "--frames", str(tmp_path / "drag.mp4"))

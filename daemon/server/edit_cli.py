@@ -1,7 +1,9 @@
 """`draggan edit IN.png --drag X1,Y1:X2,Y2 [--drag ...] [--mask M.png] -o OUT.png`: a headless client.
 
 Talks to the running daemon (found through its connection file) or, when none answers, starts one inside this
-process on a private port. Prints a progress bar on stderr; writes the whole edited layer as an RGBA PNG.
+process on a private port. Prints a progress bar on stderr; writes the whole edited layer as an RGBA PNG, and
+with `--frames out.gif|out.webp|DIR/` the drag's way there as an animation or numbered PNGs (drag `frames`,
+PROTOCOL.md §6).
 """
 
 from __future__ import annotations
@@ -109,6 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=table.default("output"),
         help=_help("output"),
     )
+    p.add_argument(
+        "--frames",
+        metavar="OUT.gif|OUT.webp|DIR/",
+        help="also write the drag's frames (every --frame-every steps, and the result's): an animated GIF or WebP, "
+        "or numbered PNGs (frame_0001.png ...) in a folder (a path ending in / or an existing folder)",
+    )
+    p.add_argument("--frame-every", type=int, default=1, metavar="K", help="keep a frame every K steps (default 1)")
+    p.add_argument("--frame-ms", type=int, default=80, metavar="MS", help="each frame's time in the animation (80)")
     p.add_argument("--connection-file", help="daemon connection file (default: the standard location)")
     p.add_argument("--in-process", action="store_true", help="always start a private daemon in this process")
     p.add_argument("--builtin-test-model", action="store_true", help="with an in-process daemon: the test model")
@@ -140,6 +150,48 @@ def drag_fields(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any
             if not table.get(name).is_automatic(value) or table.get(name).nullable:
                 into[name] = value
     return params, request
+
+
+ANIMATIONS = (".gif", ".webp")
+
+
+def frames_target(path: str) -> str:
+    """What `--frames PATH` writes: 'dir' (numbered PNGs), 'gif' or 'webp'; SystemExit for anything else."""
+    if path.endswith(("/", "\\")) or Path(path).is_dir():
+        return "dir"
+    suffix = Path(path).suffix.lower()
+    if suffix in ANIMATIONS:
+        return suffix[1:]
+    raise SystemExit(f"draggan edit: --frames takes OUT.gif, OUT.webp or a folder ending in /, not {path!r}")
+
+
+def write_frames(path: str, layer: Any, frames: list[Any], frame_ms: int) -> list[Path]:
+    """Each frame pasted into the whole layer (outside its rectangle the layer's own pixels), written as `path`
+    says (see frames_target). Returns the files written."""
+    from PIL import Image
+
+    pictures = []
+    for f in frames:
+        picture = layer.copy()
+        x, y = f.rect[0], f.rect[1]
+        picture.paste(Image.frombytes("RGBA", (f.width, f.height), f.pixels), (x, y))
+        pictures.append(picture)
+    kind = frames_target(path)
+    if kind == "dir":
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        written = [folder / f"frame_{i + 1:04d}.png" for i in range(len(pictures))]
+        for picture, name in zip(pictures, written, strict=True):
+            picture.save(name)
+        return written
+    first, rest = pictures[0], pictures[1:]
+    options: dict[str, Any] = {"save_all": True, "append_images": rest, "duration": max(1, frame_ms), "loop": 0}
+    if kind == "gif":
+        options["disposal"] = 2  # each frame replaces the last (the layer may be transparent)
+    else:
+        options["lossless"] = True
+    first.save(path, **options)
+    return [Path(path)]
 
 
 class ProgressBar:
@@ -232,6 +284,11 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         mask_bytes = mask.tobytes()
     params, request = drag_fields(args)
+    if args.frames:
+        frames_target(args.frames)  # a wrong name is refused before any work
+        if args.frame_every < 1:
+            print("draggan edit: --frame-every must be at least 1", file=sys.stderr)
+            return 2
 
     client, server = _connect(args)
     bar = ProgressBar(not args.quiet)
@@ -250,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
             output=args.output_mode,
             invert_preset=args.invert_preset,
             invert_params=None if n is None else {"w_steps": n, "wplus_steps": n, "pti_steps": n},
+            frames=args.frame_every if args.frames else None,
         )
         content.update(request)  # --set of the request's own fields (preview_every, new_content, ...)
         t0 = time.monotonic()
@@ -260,9 +318,18 @@ def main(argv: list[str] | None = None) -> int:
         )
         bar.end()
         result = client.get_result(sid)
+        frames = client.get_frames(sid) if args.frames and done.get("frames") else []
         client.close_session(sid)
         out = Image.frombytes("RGBA", (result.width, result.height), result.pixels)
         out.save(args.output)
+        if args.frames:
+            if not frames:
+                print("draggan edit: the drag kept no frames (it made no step)", file=sys.stderr)
+            else:
+                write_frames(args.frames, img, frames, args.frame_ms)
+                kept = done["frames"]
+                thinned = f", thinned {kept['thinned']}x to every {kept['every']} steps" if kept["thinned"] else ""
+                print(f"draggan edit: wrote {len(frames)} frames to {args.frames}{thinned}", file=sys.stderr)
         steps = int(done.get("steps", 0))
         handles = ", ".join(f"({x:.1f},{y:.1f})" for x, y in done.get("measured", done.get("handles", [])))
         extra = fallback_text(done)
