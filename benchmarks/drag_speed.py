@@ -29,6 +29,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
+from draggan_daemon import measurements  # noqa: E402
+
 
 def _build(res: int, channel_base: int, device: str, fp16: bool):
     import torch
@@ -208,6 +210,26 @@ def main(argv: list[str] | None = None) -> int:
         )
         tail = f"; with previews every {n}: {ref / r['mean_shown_s']:.1f}x"
     print(f"speedup {ref / ours:.1f}x (ours {ours:.3f} s/step, reference {ref:.3f} s/step{tail})")
+    figures = {
+        "speedup (reference / ours, per step)": round(ref / ours, 2),
+        "ours s/step (median)": round(ours, 4),
+        "reference s/step (median)": round(ref, 4),
+        "ours peak RSS MB": round(results["ours"]["peak_rss_mb"]),
+        "reference peak RSS MB": round(results["reference"]["peak_rss_mb"]),
+    }
+    if args.preview_every > 0:
+        r = results["ours"]
+        figures.update({
+            f"step rate with a preview every {args.preview_every} (share of the rate without)": round(
+                r["mean_plain_s"] / r["mean_shown_s"], 3
+            ),
+            "preview step / plain step": round(r["preview_step_s"] / ours, 2),
+            f"speedup with previews every {args.preview_every}": round(ref / r["mean_shown_s"], 2),
+        })  # fmt: skip
+    for side in ("ours", "reference"):
+        if "peak_cuda_mb" in results[side]:
+            figures[f"{side} peak CUDA MB"] = round(results[side]["peak_cuda_mb"])
+    measurements.record("benchmarks/drag_speed.py", figures, argv=argv, device=args.device)
     return 0
 
 

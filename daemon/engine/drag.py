@@ -14,8 +14,8 @@ motion-supervision loss (plus the mask term). The answers are the same; the work
   weight-sized tensors built or differentiated), gradients for the latent only, and, when no mask needs the
   whole map, the largest blocks computed only in crops around the handles.
 
-Measured with benchmarks/drag_speed.py (CPU, one thread, config-f-shaped random generator): 6.6x faster per
-step at 256 px and 12.5x at 512 px than a loop that does what the official code does.
+How much faster than a loop that does what the official code does: benchmarks/drag_speed.py, figures in
+benchmarks/RESULTS.md.
 
 Beyond the official code: sub-pixel tracking, a guard against handles jumping to look-alikes (`tracking`),
 and resumable state: `set_points` may be called again to add, move or retarget points and continue from the
@@ -78,31 +78,19 @@ class DragConfig:
     scaling: Literal["studio", "official"] = "studio"
 
     def resolve(self, image_size: int) -> ResolvedConfig:
-        """Pixel values for a model of `image_size` pixels.
+        """Pixel values for a model of `image_size` pixels (the studio rules; "official": the official code's).
 
-        Learning rate: the paper's 2e-3 at 256 pixels and above; below, 2e-3 * 256 / H (8e-3 at 64 px). Each
-        motion step asks the features to move one pixel, and one pixel of a 64-pixel picture is four times the
-        share of the picture it is at 256, so the latent has to move further per step. Measured on the 64-pixel
-        disk fixture (8 seeds, 10 px drags, r1 = 6): 2e-3 took 105-177 steps and left the disk 1.57 px from the
-        target on average (6 of 8 within 2 px); 8e-3 took 33-47 steps and left it 1.30 px away (7 of 8).
-
-        Radii: the official scaling rounded, with floors so that models of 64-128 pixels still have a disk and a
-        window (the official rounding gives r1 = 0 at 64 pixels: no supervision): r2 >= 3; r1 >= 2 from 256 px
-        up (the official value there) and r1 >= 4 below, where the official code was never tuned. A part worth
-        dragging covers more of a small picture, and a wider disk grips it: at 64 px with lr 8e-3, r1 = 4 instead
-        of 2 left the disk fixture 1.38 instead of 1.88 px from its targets (8 seeds), and on the bundled model
-        (32 seeds, by optical flow) brought a raised eye within 3 px in 20 instead of 17 drags and a pulled mouth
-        corner in 14 instead of 7.
-        Optimised ws: the official code optimises the first 6, the ws of the blocks up to 16 px, which set the
-        coarse layout of a 256-1024 px picture. In a 64 px model the 16 px block already draws parts at a quarter
-        of the picture's size, so below 128 px only the blocks up to H/8 are optimised (4 ws at 64 px). Measured
-        at 64 px (lr 8e-3, r1 4): the disk fixture landed 1.07 instead of 1.38 px from its targets (8 of 8 within
-        2 px instead of 6), and on the bundled model (32 seeds, by optical flow) a raised eye ended within 3 px in
-        28 drags instead of 20 and a pulled mouth corner in 19 instead of 14 (5 ws: 28 / 13; 3 ws: 28 / 21 but
-        slower; 8 ws: 15 / 10). The price: without a mask the rest of the face changes a little more (mean
-        6.9 vs 5.4 grey levels farther than 12 px from an 8 px eye drag, 16 seeds); a keep-mask holds it.
-        Stop distance: official max(2/512 H, 2) with integer tracking; with sub-pixel tracking max(2/512 H, 1),
-        since a 2-pixel tolerance is a large error on a 64-pixel image and sub-pixel handles can settle closer.
+        - Learning rate 2e-3 (the paper's) from 256 px up, 2e-3 × 256 / H below (8e-3 at 64 px): a one-pixel
+          motion step is a larger share of a small picture, so the latent must move further per step.
+        - Radii: the official 3/512 H and 12/512 H rounded, with floors r1 >= 4 below 256 px (2 from there), r2 >= 3:
+          the official rounding leaves no disk at 64 px, and a wider disk grips a part that covers more of the
+          picture.
+        - Optimised ws: the official first 6 from 128 px up; below, those of the blocks up to H/8 (4 at 64 px),
+          since a 16-px block already draws parts of a 64-px picture. The price, without a mask, is a little more
+          change away from the handles; a keep-mask holds it.
+        - Stop distance: max(2/512 H, 2) with integer tracking (official), max(2/512 H, 1) with sub-pixel tracking,
+          which settles closer and for which 2 px is a large error on a small picture.
+        Each rule against its alternative: benchmarks/drag_defaults.py, figures in benchmarks/RESULTS.md.
         """
         if self.scaling == "official":
             return self._resolve_official(image_size)
