@@ -654,6 +654,23 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {args.out}")
+    from draggan_daemon import measurements
+
+    figures = {
+        f"{mode}: {key}": value
+        for mode in modes
+        for key, value in summary[mode].items()
+        if isinstance(value, (int, float, str))
+    }
+    figures.update({k: v for k, v in summary.items() if k not in modes and isinstance(v, (int, float))})
+    figures["faces"] = len(cases)
+    measurements.record(
+        "benchmarks/edit_quality.py",
+        figures,
+        argv=argv,
+        device=str(device),
+        notes=f"model {model}; every face and handle in benchmarks/results/{args.out.name}",
+    )
     return 0
 
 

@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             with torch.no_grad():
                 targets.append((f"seed {seed}", G.synthesis(G.z_to_ws(seed, 0.7, device=args.device)).clamp(-1, 1)))
 
+    figures: dict[str, object] = {}
     for label, target in targets:
         start = time.perf_counter()
         result = invert(G, target.to(args.device), cfg)
@@ -113,6 +114,12 @@ def main(argv: list[str] | None = None) -> int:
         total = time.perf_counter() - start
         cells = [f"{s['name']}: {s['seconds']:5.1f} s {s['steps']:4d} steps {s['psnr']:5.2f} dB" for s in result.stages]
         print(f"{label:8s} | " + " | ".join(cells) + f" | total {total:5.1f} s")
+        for s in result.stages:
+            figures[f"{label}: {s['name']} PSNR dB"] = round(float(s["psnr"]), 2)
+        figures[f"{label}: total s"] = round(total, 1)
+    from draggan_daemon import measurements
+
+    measurements.record("benchmarks/inversion.py", figures, argv=argv, model=args.model, device=args.device)
     return 0
 
 
