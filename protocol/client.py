@@ -95,6 +95,7 @@ class Client:
         self.last_rx: float | None = None  # monotonic time of the last message from the daemon
         self.daemon_info: dict[str, Any] | None = None
         self._heartbeats: set[str] = set()
+        self.limits: dict[str, Any] | None = None  # the daemon's, once it said hello (None: the spec's defaults)
         self._job_started: dict[str, float] = {}  # request msg_id -> when the job was sent (for silence)
 
     # ------------------------------------------------------------------ construction
@@ -130,15 +131,24 @@ class Client:
         if frames is None:
             return None
         try:
-            msg = decode(frames, self.signer)
+            msg = decode(frames, self.signer, self.limits)
         except ProtocolError as exc:
             log.warning("dropping a malformed message from the daemon: %s", exc)
             return None
+        if msg.msg_type == "hello_reply" and isinstance(msg.content.get("limits"), dict):
+            self.adopt_limits(msg.content["limits"])  # signed: the daemon's own, e.g. a larger --max-frame-bytes
         self.last_rx = time.monotonic()
         if msg.msg_type == "heartbeat_reply" and msg.parent in self._heartbeats:
             self._heartbeats.discard(msg.parent)
             return None
         return msg
+
+    def adopt_limits(self, limits: dict[str, Any]) -> None:
+        """Take the daemon's announced limits (hello_reply.limits) for decoding and for the transport's caps."""
+        self.limits = dict(limits)
+        set_limits = getattr(self.transport, "set_limits", None)
+        if set_limits is not None:
+            set_limits(self.limits)
 
     def heartbeat_if_due(self) -> None:
         if time.monotonic() - self._last_tx >= self.heartbeat_interval:

@@ -199,3 +199,17 @@ def test_a_daemon_killed_mid_drag_is_reported_within_five_seconds(tmp_path):
     finally:
         proc.kill()
         proc.wait(10)
+
+
+def test_the_client_adopts_the_daemons_announced_limits():
+    """A daemon started with a larger frame limit is believed once its signed hello_reply says so (issue 14, F8:
+    the pure-Python transport caps frames at the protocol's default until then)."""
+    from draggan_protocol.spec import DEFAULT_LIMITS
+    from test_daemon_support import client_for, running_daemon
+
+    bigger = DEFAULT_LIMITS["max_frame_bytes"] + 2**20
+    with running_daemon(limits={"max_frame_bytes": bigger}) as server:
+        with client_for(server, transport_kind="zmtp") as c:
+            assert c.limits is None
+            c.hello()
+            assert c.limits["max_frame_bytes"] == bigger and c.transport.max_frame_bytes >= bigger
