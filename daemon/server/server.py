@@ -643,7 +643,7 @@ class DaemonServer:
         """Free a session now, or as soon as its running work stops (its queued work is cancelled)."""
         with self.store.lock:
             s.closing = True
-        for t in self._tasks_of(s):
+        for t in self.worker.tasks_of(s):
             self.worker.cancel(t, reason)
         with self.store.lock:
             if not s.busy:
@@ -651,13 +651,6 @@ class DaemonServer:
                 s.history.clear()
                 s.layer = s.prepared = None
         event(log, "session_closed", session=s.session_id[:8], reason=reason)
-
-    def _tasks_of(self, s: Session) -> list[Task]:
-        with self.worker._cond:
-            tasks = [t for t in self.worker.queue if t.session is s]
-            if self.worker.running is not None and self.worker.running.session is s:
-                tasks.append(self.worker.running)
-        return tasks
 
     def _on_monitor(self) -> None:
         """Connections that dropped: their clients' jobs and queued tasks are cancelled now, their sessions

@@ -122,6 +122,14 @@ class Worker:
             self._cond.notify_all()
             return position
 
+    def tasks_of(self, session: Session) -> list[Task]:
+        """The session's queued tasks and its running one (last), at this moment."""
+        with self._cond:
+            tasks = [t for t in self.queue if t.session is session]
+            if self.running is not None and self.running.session is session:
+                tasks.append(self.running)
+        return tasks
+
     def queue_length(self) -> int:
         with self._cond:
             return len(self.queue) + (1 if self.running is not None else 0)
