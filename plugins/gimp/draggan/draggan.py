@@ -53,6 +53,9 @@ def _add_arguments(procedure: Gimp.Procedure) -> None:
         "reached", "Reached", "Every handle's content arrived at its target (as the daemon measured it)", False, RW
     )
     procedure.add_string_return_value("outcome", "Outcome", "How far the handles really moved, in plain words", "", RW)
+    procedure.add_image_return_value(
+        "frames-image", "Frames image", "With 'frames': the new image whose layers are the drag's frames", True, RW
+    )
 
 
 def _error(procedure: Gimp.Procedure, text: str) -> Gimp.ValueArray:
@@ -68,6 +71,7 @@ def _success(procedure: Gimp.Procedure, layer: Gimp.Layer, outcome) -> Gimp.Valu
         GObject.Value(GObject.TYPE_INT, int(outcome.steps)),
         GObject.Value(GObject.TYPE_BOOLEAN, bool(outcome.reached)),
         GObject.Value(GObject.TYPE_STRING, outcome.summary),
+        GObject.Value(Gimp.Image, outcome.frames_image),
     )
     for index, value in enumerate(returned, start=1):
         values.remove(index)
@@ -163,6 +167,13 @@ def _run(procedure, image, layer, source, pairs, run, conn, interactive):
     # How far the handles really went (never "reached" unless they did): a message for a person at the dialog;
     # scripts and batch runs get it as the 'outcome' return value and on stderr, not a message per call.
     notes = [outcome.summary, group_note(source) if run.invert_first else seed_note(run.seed)]
+    if outcome.frames_image is not None:
+        if interactive:
+            Gimp.Display.new(outcome.frames_image)
+        notes.append(
+            f"The drag's {len(outcome.frames)} frames opened as a new image, one layer each: Filters > Animation > "
+            "Playback plays them, File > Export As … .gif (as animation) writes them."
+        )
     told = "\n".join(n for n in notes if n)
     if interactive:
         Gimp.message(told)

@@ -23,6 +23,7 @@ from .runner import DragOutcome, Feedback, JobWatcher, LayerInput
 
 RESULT_SUFFIX = " (DragGAN)"
 PREVIEW_SUFFIX = " (DragGAN preview)"
+FRAMES_SUFFIX = " (DragGAN frames)"
 
 
 class Document(Protocol):
@@ -46,6 +47,10 @@ class Document(Protocol):
 
     def select(self, layer: Any) -> None: ...
 
+    def open_frames(self, title: str, width: int, height: int, frames: list[bytes], names: list[str]) -> Any:
+        """A new image of its own whose layers are `frames` (the first at the bottom, as GIMP animations go),
+        named `names`, with no undo history; returns it."""
+
 
 def result_name(source_name: str, settings: RunSettings) -> str:
     """The new layer's name: after the source, or after the model's picture a seed run dragged instead."""
@@ -62,7 +67,10 @@ def drag_into(
     settings: RunSettings,
     watcher: JobWatcher | None = None,
 ) -> tuple[Any, DragOutcome]:
-    """Drag on the daemon, then put the result into the document as one undo step. Returns (new layer, outcome)."""
+    """Drag on the daemon, then put the result into the document as one undo step. Returns (new layer, outcome).
+
+    With `settings.frames`, the kept frames also open as an image of their own (`outcome.frames_image`): the
+    document gets the result layer only, its one undo step."""
     selection = doc.read_selection() if settings.invert_first else None
     source = doc.read_layer()
     feedback = doc.begin_run(settings.preview_layer)
@@ -76,4 +84,8 @@ def drag_into(
         doc.select(layer)
     finally:
         doc.undo_group_end()
+    if outcome.frames:  # an image of their own: its layers are the frames and nothing else, so GIMP plays them
+        names = [runner.frame_layer_name(i + 1, settings.frame_ms) for i in range(len(outcome.frames))]
+        title = result_name(source.name, settings).replace(RESULT_SUFFIX, FRAMES_SUFFIX)
+        outcome.frames_image = doc.open_frames(title, outcome.image.width, outcome.image.height, outcome.frames, names)
     return layer, outcome

@@ -162,7 +162,7 @@ def run_dialog(
         content.pack_start(start_row, False, False, 3)
     model_row, combo = _model_row(config, models, default_model)
     content.pack_start(model_row, False, False, 3)
-    dialog.fill(["invert-first", "seed", "preview-layer"])
+    dialog.fill(["invert-first", "seed", "preview-layer", "frames", "frame-ms"])
     dialog.set_sensitive("seed", True, config, "invert-first", True)  # the seed counts only without fitting
 
     dialog.show_all()

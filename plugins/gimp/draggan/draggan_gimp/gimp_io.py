@@ -287,3 +287,26 @@ class GimpDocument:
 
     def select(self, layer: Gimp.Layer) -> None:
         self.gimp_image.set_selected_layers([layer])
+
+    def open_frames(self, title: str, width: int, height: int, frames: list[bytes], names: list[str]) -> Gimp.Image:
+        return new_frames_image(title, width, height, frames, names)
+
+
+def new_frames_image(title: str, width: int, height: int, frames: list[bytes], names: list[str]) -> Gimp.Image:
+    """A new RGB image holding one layer per frame, the first frame at the bottom (GIMP's animation playback and
+    GIF export take an image's top-level layers, bottom first, as frames), with no undo history and not dirty.
+    (Untitled: GIMP names a new image itself; `title` is for the words that announce it.)"""
+    image = Gimp.Image.new(width, height, Gimp.ImageBaseType.RGB)
+    image.undo_disable()
+    try:
+        for pixels, name in zip(frames, names, strict=True):
+            check_size(pixels, width, height, 4)
+            layer = Gimp.Layer.new(image, name, width, height, Gimp.ImageType.RGBA_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
+            image.insert_layer(layer, None, 0)  # on top of the frames before it
+            buffer = layer.get_buffer()
+            buffer.set(Gegl.Rectangle.new(0, 0, width, height), RGBA, pixels)
+            buffer.flush()
+    finally:
+        image.undo_enable()
+    image.clean_all()
+    return image

@@ -142,6 +142,27 @@ PARAMS: tuple[Param, ...] = (
     ),
     # Last, so that scripts passing the arguments in order keep working.
     from_table("settings", "preset", "Settin_gs", SETTINGS_CHOICES),
+    Param(
+        "frames",
+        "int",
+        "Keep animation _frames every … steps (0: none)",
+        "Besides the result layer, open the drag's way there as a new image whose layers are its frames (one every "
+        "this many steps, and the result), named 'Frame 1 (80ms) (replace)' …, so that Filters > Animation > "
+        "Playback and File > Export As (GIF, as animation) play it at once. 0: no frames",
+        0,
+        0,
+        table.get("steps").maximum,
+    ),
+    Param(
+        "frame-ms",
+        "int",
+        "Frame _time (ms)",
+        "How long each frame shows in the animation, in milliseconds (written into the frame layers' names, which "
+        "GIMP's playback and GIF export read)",
+        80,
+        10,
+        60000,
+    ),
 )
 
 BY_NAME = {p.name: p for p in PARAMS}
@@ -162,6 +183,8 @@ class RunSettings:
     connection_file: str = ""
     timeout: float = 4.0
     settings: str = table.default("preset")  # the drag preset: 'studio' | 'official' (the drag's `params.preset`)
+    frames: int = 0  # keep a frame every this many steps (0: none), opened as an animation image
+    frame_ms: int = 80  # each frame's time, in its layer's name
 
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> RunSettings:

@@ -29,7 +29,10 @@ from draggan_protocol import (
     read_connection_file,
 )
 from draggan_protocol.client import (
+    Frame,
     drag_request,
+    frames_from_message,
+    frames_request,
     image_from_message,
     layer_session_request,
     result_request,
@@ -100,6 +103,33 @@ class DragOutcome:
     reached: bool = False  # job_done's `reached`: from protocol 1.1 on the measured arrival, not the tracker's
     summary: str = ""  # the outcome in plain words (outcome_text)
     warnings: list[str] = field(default_factory=list)  # told to the person during the run
+    frames: list[bytes] = field(default_factory=list)  # with 'frames': whole-layer RGBA8 pictures, first to last
+    frame_steps: list[int] = field(default_factory=list)  # the drag steps before each frame's picture
+    frames_image: Any = None  # the image the frames were opened as (set by apply.drag_into)
+
+
+def frame_layer_name(number: int, frame_ms: int) -> str:
+    """A frame layer's name as GIMP's animation playback and GIF export read it: the first "(NNms)" is the frame's
+    time, "(replace)" says it replaces the frame before (the frames may be partly transparent)."""
+    return f"Frame {number} ({int(frame_ms)}ms) (replace)"
+
+
+def whole_frames(result: Image, frames: Sequence[Frame]) -> list[bytes]:
+    """Each frame (the changed rectangle) pasted into the result's whole picture (outside the rectangle every frame
+    is the layer as it was, which the result is there), as RGBA8 rows of the result's size."""
+    width, height, stride = result.width, result.height, 4 * result.width
+    out = []
+    for f in frames:
+        picture = bytearray(result.pixels)
+        x, y, w, h = f.rect
+        left, top = max(x, 0), max(y, 0)
+        right, bottom = min(x + w, width), min(y + h, height)
+        for row in range(top, bottom):
+            src = (row - y) * 4 * w + 4 * (left - x)
+            dst = row * stride + 4 * left
+            picture[dst : dst + 4 * (right - left)] = f.pixels[src : src + 4 * (right - left)]
+        out.append(bytes(picture))
+    return out
 
 
 @dataclass
@@ -367,6 +397,7 @@ def run_drag(
             preview_every=PREVIEW_EVERY if settings.preview_layer else 0,
             preview_seconds=None if settings.preview_layer else MEASURE_SECONDS,
             output=settings.output,
+            frames=settings.frames or None,
         )
         phases: list[str] = []
 
@@ -391,6 +422,13 @@ def run_drag(
         feedback.status("DragGAN: fetching the result")
         result = talk.request("get_result", result_request(session_id), (), "fetching the result")
         image = image_from_message(result)
+        frames: list[Frame] = []
+        at = 0 if settings.frames and done.get("frames") else None
+        while at is not None:  # in as many replies as the daemon's reply budget asks for
+            feedback.status(f"DragGAN: fetching the frames ({len(frames)} of {done['frames'].get('total', '?')})")
+            reply = talk.request("get_frames", frames_request(session_id, at), (), "fetching the frames")
+            frames += frames_from_message(reply)
+            at = reply.content.get("next")
         handles = list(done.get("handles") or [])
         summary = outcome_text(done)
         feedback.progress(1.0, finished_text(done, summary))
@@ -403,6 +441,8 @@ def run_drag(
             reached=bool(done.get("reached")),
             summary=summary,
             warnings=warnings,
+            frames=whole_frames(image, frames),
+            frame_steps=[f.step for f in frames],
         )
     except DaemonLost:
         lost = True
