@@ -143,6 +143,7 @@ def modulated_conv2d(
     padding: int = 0,
     resample_filter: torch.Tensor | None = None,
     fused: bool = True,
+    weight_sq: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Style-modulated convolution, NVIDIA's two ways (same numbers within float rounding).
 
@@ -150,7 +151,8 @@ def modulated_conv2d(
     need). Not fused: the modulation on the activations instead (scale the input channels by the styles,
     convolve with the fixed weight, scale the output channels by the demodulation coefficients), so no
     weight-sized tensor is made or differentiated and one weight serves a whole batch; `styles` may then be one
-    row [1, in] shared by every sample of `x` (e.g. crops of one picture). A drag step uses it.
+    row [1, in] shared by every sample of `x` (e.g. crops of one picture). A drag step uses it. `weight_sq`: the
+    weight's squares summed over the kernel ([out, in]), when the caller keeps them (fp32 only).
     """
     batch = x.shape[0]
     out_c, in_c, kh, kw = weight.shape
@@ -158,6 +160,7 @@ def modulated_conv2d(
         # Pre-normalise so fp16 does not overflow; demodulation cancels the scale.
         weight = weight * (1 / math.sqrt(in_c * kh * kw) / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
         styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
+        weight_sq = None
     if up:
         fw = resample_filter.shape[-1]
         p0 = padding + (fw + 1) // 2 - (kw - 1)
@@ -170,7 +173,8 @@ def modulated_conv2d(
             x = F.conv_transpose2d(x, weight.transpose(0, 1).to(x.dtype), stride=2)
             x = fir_filter(x, resample_filter, (p0, p1, p0, p1), gain=4.0)
         if demodulate:
-            dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()  # [B or 1, out]
+            wsq = weight.square().sum(dim=[2, 3]) if weight_sq is None else weight_sq
+            dcoefs = (styles.square() @ wsq.t() + 1e-8).rsqrt()  # [B or 1, out]
             x = x * dcoefs.to(x.dtype).reshape(dcoefs.shape[0], -1, 1, 1)
         return x
     w = weight.unsqueeze(0) * styles.reshape(batch, 1, -1, 1, 1)
@@ -248,6 +252,17 @@ class SynthesisLayer(nn.Module):
         self.noise_strength = nn.Parameter(torch.zeros([]))
         self.register_buffer("resample_filter", make_filter(cfg.resample_filter))
 
+    def _weight_sq(self) -> torch.Tensor | None:
+        """The weight's squares summed over the kernel, kept while the weight is unchanged (a drag's every step
+        needs them; pivotal tuning changes the weight, and a weight that is being trained is not cached)."""
+        weight = self.weight
+        if weight.requires_grad:
+            return None
+        key = (weight.data_ptr(), weight._version, weight.device, weight.dtype)
+        if getattr(self, "_wsq_key", None) != key:
+            self._wsq_key, self._wsq = key, weight.detach().square().sum(dim=[2, 3])
+        return self._wsq
+
     def forward(
         self, x: torch.Tensor, w: torch.Tensor, noise_mode: NoiseMode, fused: bool = True, crops: Crops = None
     ) -> torch.Tensor:
@@ -255,7 +270,14 @@ class SynthesisLayer(nn.Module):
         map (every op is translation-equivariant; the constant noise is cut to match)."""
         styles = self.affine(w)
         x = modulated_conv2d(
-            x, self.weight, styles, up=self.up, padding=1, resample_filter=self.resample_filter, fused=fused
+            x,
+            self.weight,
+            styles,
+            up=self.up,
+            padding=1,
+            resample_filter=self.resample_filter,
+            fused=fused,
+            weight_sq=None if fused else self._weight_sq(),
         )
         if noise_mode == "random":
             if crops is not None:
