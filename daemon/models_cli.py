@@ -378,6 +378,51 @@ def cmd_remove(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_suggest(args: argparse.Namespace) -> int:
+    """A short fit of the image with every candidate model, best first (daemon/engine/suggest.py)."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from .engine.loaders import load_generator
+    from .engine.suggest import rank_models
+    from .server.models import BUNDLED_FILE
+
+    try:
+        image = Image.open(args.image)
+        image.load()
+    except (OSError, ValueError) as exc:
+        raise ModelsError(f"cannot read {args.image}: {exc}") from None
+    layer = np.asarray(image.convert("RGBA"))
+    files = [Path(f) for f in args.model]
+    if not args.no_bundled and BUNDLED_FILE.is_file():
+        files.insert(0, BUNDLED_FILE)
+    files += installed_models(models_dir(args))
+    if not files:
+        raise ModelsError("no models to try: pull or add one first (draggan models list)")
+    torch.set_num_threads(max(1, min(args.threads or torch.get_num_threads(), torch.get_num_threads())))
+
+    def loader(path: Path):
+        return lambda: load_generator(path).generator.eval().requires_grad_(False)
+
+    names = {f: (f.stem if f != BUNDLED_FILE else "bundled") for f in files}
+    size = f"{layer.shape[1]}×{layer.shape[0]}"
+    print(f"fitting {args.image} ({size}) into {len(files)} model(s), {args.steps} steps a stage")
+    fits = rank_models(
+        layer,
+        [(names[f], loader(f)) for f in files],
+        steps=args.steps,
+        on_model=lambda i, name: print(f"  {i + 1}/{len(files)} {name}…", flush=True),
+    )
+    print("\nbest first (higher PSNR: the model reproduces the image more closely, so a drag keeps more of it):")
+    for rank, fit in enumerate(fits, 1):
+        if fit.psnr_db is None:
+            print(f"  -  {fit.name}: not tried, {fit.skipped}")
+        else:
+            print(f"  {rank}. {fit.name} ({fit.resolution} px): {fit.psnr_db:.1f} dB in {fit.seconds:.1f} s")
+    return 0 if any(f.psnr_db is not None for f in fits) else 1
+
+
 # --------------------------------------------------------------------------------------------- entry point
 def models_dir(args: argparse.Namespace) -> Path:
     return Path(args.models_dir).expanduser() if args.models_dir else default_models_dir()
@@ -390,7 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common.add_argument("--catalogue", metavar="FILE", help="a catalogue JSON file instead of the built-in one")
     p = argparse.ArgumentParser(prog="draggan models", description="List, fetch, add and remove generator checkpoints.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="list|show|pull|add|remove")
+    sub = p.add_subparsers(dest="command", required=True, metavar="list|show|pull|add|remove|suggest")
     s = sub.add_parser("list", parents=[common], help="the catalogue, and what is installed")
     s.add_argument("--json", action="store_true", help="machine-readable")
     s.set_defaults(func=cmd_list)
@@ -417,6 +462,13 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("remove", parents=[common], help="delete a model (and its card) from the models folder")
     s.add_argument("name")
     s.set_defaults(func=cmd_remove)
+    s = sub.add_parser("suggest", parents=[common], help="which installed model reproduces an image best")
+    s.add_argument("image", help="the picture (PNG or anything Pillow reads)")
+    s.add_argument("--model", action="append", default=[], metavar="FILE", help="also try this checkpoint")
+    s.add_argument("--no-bundled", action="store_true", help="do not try the bundled model")
+    s.add_argument("--steps", type=int, default=30, help="steps of each fitting stage (default 30)")
+    s.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's)")
+    s.set_defaults(func=cmd_suggest)
     return p
 
 
