@@ -403,6 +403,12 @@ class Client:
         )
         return self.run_job("drag", content, buffers, on_progress=on_progress)
 
+    def suggest_models(
+        self, session_id: str, steps: int = 30, on_progress: ProgressCallback | None = None
+    ) -> list[dict[str, Any]]:
+        """Every model the daemon serves, fitted briefly to the session's layer: the ranking, best first."""
+        return self.run_job("suggest_models", suggest_request(session_id, steps), on_progress=on_progress)["ranking"]
+
     def cancel(self, job_id: str) -> dict[str, Any]:
         return self.request("cancel", {"job_id": job_id}).content
 
@@ -509,6 +515,11 @@ def result_request(
     if output is not None:
         content["output"] = output
     return content
+
+
+def suggest_request(session_id: str, steps: int = 30) -> dict[str, Any]:
+    """The content of a suggest_models request: fit the session's layer briefly into every model, best first."""
+    return {"session_id": session_id, "steps": int(steps)}
 
 
 def drag_request(

@@ -74,6 +74,10 @@ def progress_words(
     measured arrival fields (the words then say how far the content really moved, not where the point tracker
     thinks it is); `fit_first`: the job fits the layer before it drags (one bar over both).
     """
+    if content.get("phase") == "suggest":  # fitting the layer into each model in turn (suggest_models)
+        i, n = _int(content.get("step")), _int(content.get("steps"))
+        name = str(content.get("model") or "")
+        return (min(i / n, 1.0) if n else 0.0), f"Trying model {name} ({i + 1} of {n})" if n else "Trying models"
     if content.get("phase") == "invert":
         share = fit_share(content)
         stage = STAGE_WORDS.get(str(content.get("stage") or ""), "")

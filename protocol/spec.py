@@ -26,6 +26,7 @@ REQUEST_TYPES = (
     "reset",
     "get_result",
     "get_frames",
+    "suggest_models",
     "close_session",
     "shutdown",
 )

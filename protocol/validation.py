@@ -212,6 +212,10 @@ SCHEMAS: dict[str, dict[str, F]] = {
         "count": F("int", nullable=True, lo=1, hi=2**31 - 1),
         "format": F("str", default="RGBA8", choices=("RGBA8", "BGRA8")),
     },
+    "suggest_models": {
+        "session_id": _SESSION,
+        "steps": F("int", default=30, lo=1, hi=1000),
+    },
     "close_session": {"session_id": _SESSION},
     "shutdown": {},
 }

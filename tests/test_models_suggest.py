@@ -63,3 +63,27 @@ def test_no_models_is_a_clear_error(tmp_path, capsys):
 def test_an_unreadable_image_is_a_clear_error(tmp_path, capsys, missing):
     assert models_cli.main(["suggest", str(tmp_path / missing), "--models-dir", str(tmp_path)]) == 1
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_suggest_models_through_a_real_daemon():
+    """The plugins' Suggest: a layer session, a suggest_models job over every model the daemon serves, the ranking."""
+    from draggan_protocol.progress import progress_words
+    from test_daemon_support import client_for, running_daemon
+
+    with running_daemon() as server:
+        server.registry.add_generator("bundled", load_generator(BUNDLED_FILE).generator.eval().requires_grad_(False))
+        face = bundled_picture()
+        with client_for(server) as c:
+            sid = c.open_layer_session(face.tobytes(), face.shape[1], face.shape[0])["session_id"]
+            events = []
+            ranking = c.suggest_models(sid, steps=6, on_progress=events.append)
+            assert [r["model"] for r in ranking][0] == "bundled", ranking
+            assert {r["model"] for r in ranking} == {"bundled", "tiny"}
+            assert ranking[0]["psnr_db"] > ranking[1]["psnr_db"]
+            assert ranking[0]["domain"]
+            shown = [progress_words(e.content)[1] for e in events if e.msg_type == "progress"]
+            assert any(w.startswith("Trying model bundled") for w in shown), shown
+            seed = c.open_seed_session(seed=1)["session_id"]
+            with pytest.raises(Exception) as refused:
+                c.suggest_models(seed)
+            assert "layer session" in str(refused.value)

@@ -64,15 +64,19 @@ def rank_models(
     *,
     steps: int = FIT_STEPS,
     selection: np.ndarray | None = None,
+    region: tuple[int, int, int, int] | None = None,
     on_model: Callable[[int, str], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> list[Fit]:
     """Fits, best first (skipped models last). `models` yields (name, loader): a model is loaded only when tried.
 
-    `layer_rgba` is [H, W, 4] uint8; `selection` ([H, W] uint8) limits the region as for an edit.
+    `layer_rgba` is [H, W, 4] uint8; `region` (x, y, w, h) and `selection` ([H, W] uint8) limit the region as
+    for an edit.
     """
     fits: list[Fit] = []
     h, w = layer_rgba.shape[:2]
+    if region is not None:
+        w, h = int(region[2]), int(region[3])
     cfg = InversionConfig.from_preset("fast", w_steps=steps, wplus_steps=steps, pti_steps=0)
     for i, (name, load) in enumerate(models):
         if should_stop is not None and should_stop():
@@ -89,7 +93,7 @@ def rank_models(
         if why:
             fits.append(Fit(name, G.img_resolution, None, 0.0, why))
             continue
-        prepared = prepare_region(layer_rgba, G.img_resolution, None, selection)
+        prepared = prepare_region(layer_rgba, G.img_resolution, region, selection)
         device = next(G.parameters()).device
         result = invert(G, prepared.image.to(device), cfg, should_stop=should_stop)
         fits.append(Fit(name, G.img_resolution, float(result.psnr), time.perf_counter() - t0))

@@ -95,6 +95,39 @@ class EngineOps:
         event(log, "inverted", session=s.session_id, preset=preset, seconds=s.inversion["seconds"])
         return {"state": "done", **s.inversion}
 
+    # ------------------------------------------------------------------ suggest
+    def suggest(self, s: Session, args: dict[str, Any], job_id: str, progress: Progress, stop: ShouldStop) -> dict:
+        """Every model the daemon serves, fitted briefly to the session's layer region, best first (engine.suggest)."""
+        from draggan_daemon.engine.suggest import rank_models
+
+        models = self.registry.describe()
+        count = len(models)
+
+        def on_model(i: int, name: str) -> None:
+            progress({"job_id": job_id, "phase": "suggest", "step": i, "steps": count, "model": name}, [])
+
+        def loader(name: str):
+            return lambda: self.registry.get(name)
+
+        t0 = time.perf_counter()
+        fits = rank_models(
+            s.layer,
+            [(m["name"], loader(m["name"])) for m in models],
+            steps=int(args.get("steps") or 30),
+            selection=s.selection,
+            region=s.region,
+            on_model=on_model,
+            should_stop=stop,
+        )
+        by_name = {m["name"]: m for m in models}
+        ranking = []
+        for fit in fits:
+            row = fit.as_dict()
+            row["domain"] = by_name.get(fit.name, {}).get("domain", "")
+            ranking.append(row)
+        state = "cancelled" if stop() else "done"
+        return {"state": state, "ranking": ranking, "seconds": round(time.perf_counter() - t0, 2)}
+
     # ------------------------------------------------------------------ drag
     def drag(
         self, s: Session, args: dict[str, Any], buffers: list[Any], job_id: str, progress: Progress, stop: ShouldStop

@@ -395,6 +395,7 @@ class DaemonServer:
             "disconnect_grace": self.config.disconnect_grace,
             "capabilities": {
                 "invert": True,
+                "suggest_models": True,
                 "formats": ["RGBA8", "BGRA8"],
                 "seed_sessions": True,
                 "outputs": list(OUTPUT_MODES),
@@ -503,6 +504,14 @@ class DaemonServer:
     def on_invert(self, identity: bytes, msg: Any, c: dict[str, Any]) -> dict[str, Any]:
         s = self._owned(identity, c)
         return self._submit_job(identity, msg, "invert", s, c)
+
+    def on_suggest_models(self, identity: bytes, msg: Any, c: dict[str, Any]) -> dict[str, Any]:
+        s = self._owned(identity, c)
+        if s.source == "seed":
+            raise ProtocolError(
+                ErrorCode.INVALID_CONTENT, "suggest_models needs a layer session: a seed session has no picture to fit"
+            )
+        return self._submit_job(identity, msg, "suggest", s, c)
 
     def on_drag(self, identity: bytes, msg: Any, c: dict[str, Any]) -> dict[str, Any]:
         s = self._owned(identity, c)

@@ -29,7 +29,7 @@ log = logging.getLogger("draggan.worker")
 
 # post(identity, msg_type, content, buffers, parent_msg_id)
 Post = Callable[[bytes, str, dict[str, Any], list[Any], str | None], None]
-JOB_KINDS = ("invert", "drag")
+JOB_KINDS = ("invert", "drag", "suggest")
 
 
 @dataclass
@@ -310,6 +310,8 @@ class Worker:
         stop = task.cancel.is_set
         if task.kind == "invert":
             result = self.ops.invert(s, task.content, task.job_id or "", progress, stop)
+        elif task.kind == "suggest":
+            result = self.ops.suggest(s, task.content, task.job_id or "", progress, stop)
         else:
             result = self.ops.drag(s, task.content, task.buffers, task.job_id or "", progress, stop)
         done = {"job_id": task.job_id, "kind": task.kind, **result}
