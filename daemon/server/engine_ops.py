@@ -143,38 +143,9 @@ class EngineOps:
         state = s.current()
         assert state is not None
         res = s.resolution
-        prepared = state.prepared
-        # Points and mask into model space.
-        handles = [(p[0], p[1]) for p in args["points"]]
-        targets = [(p[2], p[3]) for p in args["points"]]
-        mask: torch.Tensor | None = None
-        if s.source == "seed":
-            to_model = _identity
-            to_layer = _identity
-            if "mask" in args:
-                free = frame_to_a8(buffers[args["mask"]["buffer"]], s.width, s.height).astype(np.float32) / 255.0
-                mask = torch.from_numpy(1.0 - free)
-        else:
-            rmap = s.prepared.map
-            to_model, to_layer = rmap.layer_to_model, rmap.model_to_layer
-            if "mask" in args:
-                editable = frame_to_a8(buffers[args["mask"]["buffer"]], s.width, s.height)
-                keep = editable_to_keep(editable, rmap)
-                if keep.min() > 0.999:
-                    raise EngineInputError("the mask leaves nothing inside the region free to move")
-                mask = torch.from_numpy(keep) if keep.max() > 1e-3 else None
-                x, y, w, h = rmap.region
-                prepared = dataclasses.replace(
-                    s.prepared, mask=mask, selection=np.ascontiguousarray(editable[y : y + h, x : x + w])
-                )
-            elif prepared is not None:
-                mask = prepared.mask
-        h_m, t_m = to_model(handles), to_model(targets)
-        for (hx, hy), (lx, ly) in zip(h_m, handles, strict=True):
-            if not (0 <= hx <= res - 1 and 0 <= hy <= res - 1):
-                raise EngineInputError(f"the handle at ({lx:g}, {ly:g}) lies outside the edited region")
-        t_m = [(min(max(x, 0.0), res - 1.0), min(max(y, 0.0), res - 1.0)) for x, y in t_m]
-
+        space = _drag_space(s, state, args, buffers)
+        prepared, mask, to_layer = space.prepared, space.mask, space.to_layer
+        handles, targets, h_m, t_m = space.handles, space.targets, space.h_m, space.t_m
         config, check_arrival = drag_config(args.get("params") or {})
         steps = config.max_steps
 
@@ -205,14 +176,7 @@ class EngineOps:
                 before_last, after_last = after_last, opt.ws.detach().clone()
             after_cancel += int(stop())
             last_handles = [tuple(map(float, p)) for p in to_layer(rep.handles)]
-            content: dict[str, Any] = {
-                "job_id": job_id,
-                "phase": "drag",
-                "step": int(rep.step),
-                "max_steps": steps,
-                "handles": [list(p) for p in last_handles],
-                "loss": float(rep.loss),
-            }
+            content = _step_content(job_id, rep, steps, last_handles)
             frames: list[Any] = []
             if rep.image is not None:
                 # The picture of step k is the latent before step k's update: k − 1 updates (a frame's `step`).
@@ -363,6 +327,66 @@ def drag_config(params: dict[str, Any]) -> tuple[DragConfig, bool]:
     if "r2" in values:
         values["r2"] = max(1, int(round(values["r2"])))
     return DragConfig(max_steps=steps, scaling=preset.scaling, **values), check_arrival
+
+
+@dataclasses.dataclass
+class _DragSpace:
+    """A drag request's points and mask in the model's pixels, and the way back to the layer's."""
+
+    prepared: Any  # the region the drag edits (with the request's mask, if any)
+    handles: list[tuple[float, float]]  # layer pixels, as asked
+    targets: list[tuple[float, float]]
+    h_m: list[tuple[float, float]]  # model pixels
+    t_m: list[tuple[float, float]]  # model pixels, clamped onto the picture
+    to_layer: Any  # model pixels -> layer pixels
+    mask: torch.Tensor | None  # 1 = keep, in model pixels (None: nothing held)
+
+
+def _drag_space(s: Session, state: EditState, args: dict[str, Any], buffers: list[Any]) -> _DragSpace:
+    """Points and mask into model space; a handle off the edited region is an EngineInputError."""
+    res = s.resolution
+    prepared = state.prepared
+    handles = [(p[0], p[1]) for p in args["points"]]
+    targets = [(p[2], p[3]) for p in args["points"]]
+    mask: torch.Tensor | None = None
+    if s.source == "seed":
+        to_model = to_layer = _identity
+        if "mask" in args:
+            free = frame_to_a8(buffers[args["mask"]["buffer"]], s.width, s.height).astype(np.float32) / 255.0
+            mask = torch.from_numpy(1.0 - free)
+    else:
+        rmap = s.prepared.map
+        to_model, to_layer = rmap.layer_to_model, rmap.model_to_layer
+        if "mask" in args:
+            editable = frame_to_a8(buffers[args["mask"]["buffer"]], s.width, s.height)
+            keep = editable_to_keep(editable, rmap)
+            if keep.min() > 0.999:
+                raise EngineInputError("the mask leaves nothing inside the region free to move")
+            mask = torch.from_numpy(keep) if keep.max() > 1e-3 else None
+            x, y, w, h = rmap.region
+            prepared = dataclasses.replace(
+                s.prepared, mask=mask, selection=np.ascontiguousarray(editable[y : y + h, x : x + w])
+            )
+        elif prepared is not None:
+            mask = prepared.mask
+    h_m, t_m = to_model(handles), to_model(targets)
+    for (hx, hy), (lx, ly) in zip(h_m, handles, strict=True):
+        if not (0 <= hx <= res - 1 and 0 <= hy <= res - 1):
+            raise EngineInputError(f"the handle at ({lx:g}, {ly:g}) lies outside the edited region")
+    t_m = [(min(max(x, 0.0), res - 1.0), min(max(y, 0.0), res - 1.0)) for x, y in t_m]
+    return _DragSpace(prepared, handles, targets, h_m, t_m, to_layer, mask)
+
+
+def _step_content(job_id: str, rep: Any, max_steps: int, handles: list[tuple[float, float]]) -> dict[str, Any]:
+    """A drag step's progress event, before any preview or arrival fields (PROTOCOL.md §6, drag)."""
+    return {
+        "job_id": job_id,
+        "phase": "drag",
+        "step": int(rep.step),
+        "max_steps": max_steps,
+        "handles": [list(p) for p in handles],
+        "loss": float(rep.loss),
+    }
 
 
 _FINAL = -1  # cache key of the final picture (step numbers key the pictures seen during the drag)
