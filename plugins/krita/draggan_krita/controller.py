@@ -28,7 +28,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from draggan_protocol import jobs
-from draggan_protocol.client import drag_request, invert_request, layer_session_request, result_request
+from draggan_protocol.client import (
+    drag_request,
+    frames_from_message,
+    frames_request,
+    invert_request,
+    layer_session_request,
+    result_request,
+)
 from draggan_protocol.outcome import arrival_text, error_text, fallback_text, region_warning
 from draggan_protocol.progress import plural, queued_words
 from PyQt5.QtCore import QObject, QTimer, pyqtSignal
@@ -47,6 +54,13 @@ STOPPING = "stopping"
 DONE = "done"
 APPLYING = "applying"
 BUSY_PHASES = (OPENING, QUEUED, FITTING, DRAGGING, STOPPING, APPLYING)
+MOST_FRAMES = 100  # a drag that keeps frames keeps about this many at most (one every steps / 100 steps)
+TIMELINE_WAIT_MS = 400  # Krita makes a node the active one a moment after it is asked to
+
+
+def frame_every(steps: int) -> int:
+    """The drag `frames.every` for a drag of at most `steps` steps: every step up to MOST_FRAMES steps."""
+    return max(1, -(-int(steps) // MOST_FRAMES))
 
 
 @dataclass
@@ -86,6 +100,9 @@ class EditController(QObject):
         self.job: jobs.Job | None = None  # the fit or drag running now (the client core's tracker)
         self.last_done: dict[str, Any] = {}
         self.previews_shown = 0
+        self.keep_frames = False  # ask the drag to keep frames, for Apply as animation
+        self.animation: dict[str, Any] = {}  # what the last Apply as animation made (for the status and tests)
+        self._frames: list[Any] = []  # frames fetched so far by Apply as animation
         self._pending: dict[str, str] = {}  # msg_id -> what the reply is for
         self._after_open: str | None = None  # "fit" | "drag" once the session is open
         self._capture: Capture | None = None
@@ -225,6 +242,61 @@ class EditController(QObject):
             return
         self._set_phase(APPLYING, "Writing the result layer…")
 
+    @property
+    def has_frames(self) -> bool:
+        """Whether the finished drag kept frames (Apply as animation can use them)."""
+        return self.phase == DONE and bool((self.last_done.get("frames") or {}).get("total"))
+
+    def apply_animation(self) -> None:
+        """Put the drag's frames above the source: on the timeline (one animated layer, a frame per kept step)
+        where Krita can, else as a group of layers, one per frame. The source is only read."""
+        if not self.has_frames or self.session is None or not self.on_work_document():
+            return
+        self._frames = []
+        try:
+            self._request("get_frames", frames_request(self.session.session_id, 0, None, "BGRA8"), "frames")
+        except ConnectionError as exc:
+            self._fail(str(exc))
+            return
+        self._set_phase(APPLYING, "Fetching the frames…")
+
+    def _on_frames(self, msg: Any) -> None:
+        c = msg.content
+        self._frames += frames_from_message(msg)
+        if c.get("next") is not None and self.session is not None:  # the daemon's reply budget: ask for the rest
+            self._request(
+                "get_frames", frames_request(self.session.session_id, int(c["next"]), None, "BGRA8"), "frames"
+            )
+            self._set_phase(APPLYING, f"Fetching the frames ({len(self._frames)} of {c.get('total')})…")
+            return
+        kdoc = self.work_document()
+        source = self._session_source()
+        if kdoc is None or source is None or self.session is None:
+            self._fail("The source layer is gone; drag again.", keep_session=True)
+            return
+        frames = [(f.step, f.pixels, (f.offset[0], f.offset[1], f.width, f.height)) for f in self._frames]
+        self._frames = []
+        group = kdoc.add_frames_group(source, self.session.layer_name, frames)
+        self.animation = {"group": group.name(), "frames": len(frames), "timeline": False}
+        kdoc.doc.setActiveNode(group)
+        QTimer.singleShot(TIMELINE_WAIT_MS, lambda: self._to_timeline(kdoc, group, len(frames)))
+
+    def _to_timeline(self, kdoc: KritaDocument, group: Any, n: int) -> None:
+        layer = None
+        try:
+            layer = kdoc.to_timeline(self.app, group, n)
+        except Exception as exc:  # an older or newer Krita without the conversion: the group stays
+            self.animation["timeline_error"] = f"{type(exc).__name__}: {exc}"
+        name = self.animation.get("group", "")
+        if layer is not None:
+            self.animation["timeline"] = True
+            text = f"Applied as the animated layer “{name}”: {plural(n, 'frame')} on the timeline, from frame 0."
+        else:
+            text = (
+                f"Applied as the layer group “{name}”: {plural(n, 'frame')}, one layer each, the first at the bottom."
+            )
+        self._set_phase(IDLE, text + " The source layer is unchanged.")
+
     # ------------------------------------------------------------------ starting work
     def _start(self, action: str) -> None:
         if self.busy:
@@ -302,6 +374,7 @@ class EditController(QObject):
                     preview_every=self.params.preview_every,
                     output=self.params.output,
                     invert_preset=self.params.invert_preset,
+                    frames=frame_every(self.params.steps) if self.keep_frames else None,
                 )
                 # Nothing is added to the document here: the preview layer comes with the first preview, so a drag
                 # the daemon refuses leaves neither a layer nor an undo step behind.
@@ -371,6 +444,8 @@ class EditController(QObject):
         elif purpose == "preview_final":
             self._show_image(c, msg.buffers)
             self._set_phase(DONE, self._done_text())
+        elif purpose == "frames":
+            self._on_frames(msg)
         elif purpose == "apply":
             self._show_image(c, msg.buffers)
             kdoc = self.work_document()
@@ -468,6 +543,10 @@ class EditController(QObject):
             parts.append(sentence(fallback))
         elif self.params.output == "transfer" and "output" not in c:
             parts.append("An older daemon: the result is the generator's picture, not your moved pixels.")
+        if (c.get("frames") or {}).get("total"):
+            parts.append(
+                f"{plural(int(c['frames']['total']), 'frame')} kept: Apply as animation puts them on the timeline."
+            )
         parts.append("Apply keeps it as a new layer; Reset discards it.")
         return " ".join(parts)
 

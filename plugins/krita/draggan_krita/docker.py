@@ -13,6 +13,7 @@ from draggan_protocol.progress import plural
 from PyQt5.QtCore import QEvent, Qt, QTimer
 from PyQt5.QtGui import QColor, QPalette
 from PyQt5.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
@@ -154,10 +155,22 @@ class DragPanel(QWidget):
         self.reset_button.setToolTip("Discard the drags and remove the preview")
         self.apply_button = QPushButton("Apply")
         self.apply_button.setToolTip("Keep the result as a new layer named after the source")
+        self.animation_button = QPushButton("Apply as animation")
+        self.animation_button.setToolTip(
+            "Put the drag's frames above the source: one animated layer with a frame per kept step on the timeline "
+            "(a group of layers, one per frame, where Krita cannot). Needs “Keep frames” before the drag"
+        )
+        self.frames_check = QCheckBox("Keep frames")
+        self.frames_check.setToolTip(
+            "Let the daemon keep the drag's frames (every step, or every few steps on long drags), for Apply as "
+            "animation; it renders every step's picture, so a drag takes a little longer"
+        )
         for i, b in enumerate((self.fit_button, self.drag_button, self.stop_button)):
             grid.addWidget(b, 0, i)
         grid.addWidget(self.reset_button, 1, 0)
-        grid.addWidget(self.apply_button, 1, 1, 1, 2)
+        grid.addWidget(self.apply_button, 1, 1)
+        grid.addWidget(self.animation_button, 1, 2)
+        grid.addWidget(self.frames_check, 2, 0, 1, 3)
         lay.addLayout(grid)
 
         self.progress = QProgressBar()
@@ -240,6 +253,8 @@ class DragPanel(QWidget):
         self.stop_button.clicked.connect(c.stop)
         self.reset_button.clicked.connect(c.reset)
         self.apply_button.clicked.connect(c.apply)
+        self.animation_button.clicked.connect(c.apply_animation)
+        self.frames_check.toggled.connect(lambda on: setattr(c, "keep_frames", bool(on)))
         self.points_button.clicked.connect(self.select_points_layer)
         self.clear_button.clicked.connect(self.clear_points)
         self.refresh()
@@ -390,6 +405,7 @@ class DragPanel(QWidget):
         self.stop_button.setEnabled(phase in (OPENING, QUEUED, FITTING, DRAGGING))
         self.reset_button.setEnabled(here and phase in (IDLE, DONE) and (c.session is not None or phase == DONE))
         self.apply_button.setEnabled(here and ready and phase == DONE)
+        self.animation_button.setEnabled(here and ready and c.has_frames)
         value, maximum = c.progress
         if phase in (OPENING, QUEUED, STOPPING, APPLYING) or (phase == FITTING and maximum <= 0):
             self.progress.setRange(0, 0)  # busy indicator

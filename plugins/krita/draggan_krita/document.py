@@ -7,7 +7,9 @@
   on the undo stack (a line swapped for an arrow left two, which undo later walked through), and the scripting API
   has no way to restyle a shape in place;
 - the "DragGAN preview" layer (a copy of the source, made when the first preview arrives) which Apply renames into
-  the result layer. Layers are added and removed with Krita's node calls, which put them on the undo stack (one
+  the result layer; "Apply as animation" puts the drag's frames above the source instead: a group of layers, one
+  per frame, which Krita's own Convert Group to Animated Layer then makes one animated layer (a frame per kept
+  step on the timeline). Layers are added and removed with Krita's node calls, which put them on the undo stack (one
   step each: a drag and its Apply leave one); the source layer itself is only ever read.
 
 Krita runs its event loop inside node and shape calls (timers and socket notifiers fire before they return), so
@@ -26,6 +28,8 @@ from .geometry import Pair, Rect
 POINTS_LAYER = "Drag points"
 PREVIEW_LAYER = "DragGAN preview"
 RESULT_SUFFIX = " (DragGAN)"
+ANIMATION_SUFFIX = " (DragGAN animation)"
+TO_TIMELINE = "convert_group_to_animated"  # Krita's Layer > Convert > Convert Group to Animated Layer
 _OWN_NAMES = (POINTS_LAYER, PREVIEW_LAYER)
 
 
@@ -283,6 +287,50 @@ class KritaDocument:
             return None
         name = self.unique_name(source_name + RESULT_SUFFIX)
         layer.setName(name)
+        self.doc.refreshProjection()
+        return layer
+
+    # ------------------------------------------------------------------ animation
+    def add_frames_group(self, source: Any, source_name: str, frames: list[tuple[int, bytes, Rect]]) -> Any:
+        """The drag's frames as a group of paint layers right above the source, "Frame 1 (step 0)" at the bottom:
+        each a copy of the source with that frame's pixels (BGRA8 over its rectangle) written in. The group is
+        filled before it joins the document, so adding it is one undo step; the preview layer goes first (it showed
+        the result, which is the last frame)."""
+        from PyQt5.QtCore import QByteArray
+
+        self.remove_preview()
+        group = self.doc.createGroupLayer(self.unique_name(source_name + ANIMATION_SUFFIX))
+        below = None
+        for i, (step, bgra, (x, y, w, h)) in enumerate(frames):
+            layer = source.duplicate()
+            layer.setName(f"Frame {i + 1} (step {step})")
+            group.addChildNode(layer, below)  # above the frame before it
+            layer.setPixelData(QByteArray(bgra), x, y, w, h)
+            below = layer
+        parent = source.parentNode() or self.doc.rootNode()
+        parent.addChildNode(group, source)
+        self.doc.refreshProjection()
+        return find_by_name(self.doc, group.name(), "grouplayer") or group
+
+    def to_timeline(self, app: Any, group: Any, frames: int) -> Any | None:
+        """Krita's own Convert Group to Animated Layer on `group` (which must be the active node by now): one
+        animated paint layer, one keyframe per frame from time 0, the document's clip range set to them. Returns
+        the animated layer, or None where this Krita cannot (no such action, no view): the group stays then."""
+        action = app.action(TO_TIMELINE) if hasattr(app, "action") else None
+        active = self.doc.activeNode()
+        if action is None or active is None or node_id(active) != node_id(group):
+            return None
+        name = group.name()
+        action.trigger()
+        layer = find_by_name(self.doc, name, "paintlayer")
+        if layer is None or not layer.animated():
+            return None
+        try:
+            self.doc.setFullClipRangeStartTime(0)
+            self.doc.setFullClipRangeEndTime(max(0, frames - 1))
+            self.doc.setCurrentTime(max(0, frames - 1))
+        except AttributeError:
+            pass
         self.doc.refreshProjection()
         return layer
 
