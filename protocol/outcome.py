@@ -73,6 +73,23 @@ def fallback_text(content: Mapping[str, Any]) -> str:
     return f"The generator's picture was used instead of your pixels here: {reason}"
 
 
+def model_label(model: Mapping[str, Any] | str) -> str:
+    """A model as the plug-ins' model lists show it: "afhq-cat (512 px, cat faces)", or for a tall StyleGAN-Human
+    picture drawn in a white square "humans (256×512 px, padded, full-body humans)"."""
+    if not isinstance(model, Mapping):
+        return str(model)
+    name = str(model.get("name") or "?")
+    res, picture = model.get("resolution"), model.get("picture")
+    parts = []
+    if isinstance(picture, (list, tuple)) and len(picture) == 2 and list(picture) != [res, res]:
+        parts.append(f"{picture[1]}×{picture[0]} px, padded")  # picture is [height, width]
+    elif res:
+        parts.append(f"{res} px")
+    if model.get("domain"):
+        parts.append(str(model["domain"]))
+    return f"{name} ({', '.join(parts)})" if parts else name
+
+
 def region_warning(session: Mapping[str, Any]) -> str:
     """The large-region warning for an open_session reply (its `region` and the model's `resolution`), else ""."""
     region = session.get("region")

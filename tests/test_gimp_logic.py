@@ -208,6 +208,12 @@ def test_dialog_header_says_what_is_dragged_and_what_may_change() -> None:
         ("emoji64", "emoji64"),
         ("ffhq", "ffhq"),
     ]
+    described = [{"name": "afhq-cat", "resolution": 512, "domain": "cat faces"}, {"name": "tiny", "resolution": 32}]
+    assert model_choices(described, "tiny", "afhq-cat") == [
+        ("", "The daemon's default (tiny)"),
+        ("afhq-cat", "afhq-cat (512 px, cat faces)"),
+        ("tiny", "tiny (32 px)"),
+    ]
     assert model_choices([], None, "ffhq") == [
         ("", "The daemon's default model"),
         ("ffhq", "ffhq (not on the running daemon)"),

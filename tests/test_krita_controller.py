@@ -417,11 +417,15 @@ def test_model_list_names_tall_models(qtbot, tmp_path, monkeypatch):
     models = [
         {"name": "faces", "resolution": 512, "picture": [512, 512]},
         {"name": "humans", "resolution": 512, "picture": [512, 256]},
+        {"name": "afhq-cat", "resolution": 512, "domain": "cat faces", "licence": "NVIDIA Source Code License-NC"},
     ]
     monkeypatch.setattr(panel.link, "models", lambda: models)
     panel._fill_models()
     labels = [panel.model_combo.itemText(i) for i in range(panel.model_combo.count())]
-    assert labels == ["daemon default", "faces (512 px)", "humans (256×512 px, padded)"]
+    assert labels == ["daemon default", "faces (512 px)", "humans (256×512 px, padded)", "afhq-cat (512 px, cat faces)"]
+    from PyQt5.QtCore import Qt
+
+    assert "NVIDIA Source Code License-NC" in panel.model_combo.itemData(3, Qt.ToolTipRole)
 
 
 # ---------------------------------------------------------------------------------------------- the words

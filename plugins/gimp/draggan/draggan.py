@@ -124,7 +124,7 @@ def _drag(procedure, run_mode, image, drawables, config):
             from draggan_gimp.dialog import run_dialog
             from draggan_gimp.starting import Starter
 
-            models = runner.model_names(conn.hello) if conn else []
+            models = list(conn.hello.get("models") or []) if conn else []
             default_model = runner.default_model(conn.hello) if conn else None
             starter = None if conn else Starter(settings, runner.connect)
             shown = (pairs, daemon_line, models, default_model, source, starter)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from draggan_protocol import parameters as table
+from draggan_protocol.outcome import model_label
 from draggan_protocol.progress import plural
 from PyQt5.QtCore import QEvent, Qt, QTimer
 from PyQt5.QtGui import QColor, QPalette
@@ -281,13 +282,9 @@ class DragPanel(QWidget):
         self.model_combo.clear()
         self.model_combo.addItem("daemon default", "")
         for m in self.link.models():
-            name = m.get("name", "")
-            res, picture = m.get("resolution"), m.get("picture")
-            if picture and list(picture) != [res, res]:  # e.g. StyleGAN-Human: a tall picture in a white square
-                label = f"{name} ({picture[1]}×{picture[0]} px, padded)"
-            else:
-                label = f"{name} ({res} px)" if res else name
-            self.model_combo.addItem(label, name)
+            self.model_combo.addItem(model_label(m), m.get("name", ""))  # name, size, what it draws
+            if m.get("licence"):
+                self.model_combo.setItemData(self.model_combo.count() - 1, f"Licence: {m['licence']}", Qt.ToolTipRole)
         idx = self.model_combo.findData(current)
         if idx < 0 and current:
             self.model_combo.addItem(f"{current} (not loaded)", current)

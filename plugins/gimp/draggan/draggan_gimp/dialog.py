@@ -29,7 +29,7 @@ from gi.repository import Gdk, GimpUi, GLib, GObject, Gtk  # noqa: E402
 from .pairs import PairsResult  # noqa: E402
 from .params import BY_NAME  # noqa: E402
 from .runner import default_model as daemon_default_model  # noqa: E402
-from .runner import describe_daemon, model_names  # noqa: E402
+from .runner import describe_daemon  # noqa: E402
 from .starting import Starter  # noqa: E402
 from .wording import AUTO_LR_LABEL, SourceInfo, info_text, model_choices  # noqa: E402
 
@@ -143,7 +143,7 @@ def run_dialog(
     content.pack_start(header, False, False, 3)
     # In the order a person reads them: what the result is, how long, how big the steps, how firm the rest, which
     # model, and where the drag starts from (fill() appends GIMP's widgets for the arguments named).
-    dialog.fill(["output", "steps"])
+    dialog.fill(["settings", "output", "steps"])
     lr_row, auto, spin = _learning_rate_row(config)
     content.pack_start(lr_row, False, False, 3)
     dialog.fill(["mask-strength"])
@@ -154,7 +154,7 @@ def run_dialog(
             header.set_text(info_text(pairs, describe_daemon(hello), source))
             current = config.get_property("model") or ""
             combo.remove_all()
-            for model_id, text in model_choices(model_names(hello), daemon_default_model(hello), current):
+            for model_id, text in model_choices(list(hello.get("models") or []), daemon_default_model(hello), current):
                 combo.append(model_id, text)
             combo.set_active_id(current)
 

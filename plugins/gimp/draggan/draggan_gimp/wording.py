@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from draggan_protocol.outcome import model_label
+
 from .pairs import PairsResult
 
 MAX_LISTED_PAIRS = 8
@@ -78,11 +80,13 @@ def default_model_label(default_model: str | None) -> str:
     return f"The daemon's default ({default_model})" if default_model else "The daemon's default model"
 
 
-def model_choices(models: list[str], default_model: str | None, current: str) -> list[tuple[str, str]]:
-    """(id, label) rows of the model box: the default first (id ""), then every model the daemon serves; a model
-    remembered from an earlier run that this daemon lacks stays choosable, marked as such."""
+def model_choices(models: list, default_model: str | None, current: str) -> list[tuple[str, str]]:
+    """(id, label) rows of the model box: the default first (id ""), then every model the daemon serves (its
+    descriptions from hello: name, size and what it draws; or bare names); a model remembered from an earlier run
+    that this daemon lacks stays choosable, marked as such."""
     rows = [("", default_model_label(default_model))]
-    rows += [(name, name) for name in models if name]
-    if current and current not in models:
+    named = [(m.get("name", ""), model_label(m)) if isinstance(m, dict) else (str(m), str(m)) for m in models]
+    rows += [(name, label) for name, label in named if name]
+    if current and current not in [name for name, _ in named]:
         rows.append((current, f"{current} (not on the running daemon)"))
     return rows
