@@ -90,6 +90,23 @@ def model_label(model: Mapping[str, Any] | str) -> str:
     return f"{name} ({', '.join(parts)})" if parts else name
 
 
+def ranking_text(ranking: Sequence[Mapping[str, Any]], shown: int = 3) -> str:
+    """A suggest_models ranking in words: "Best fit: afhq-cat (31.2 dB), then ffhq-512 (24.0 dB); not tried:
+    humans (its pictures are 0.5:1 …)". Higher dB: the model reproduces the layer more closely."""
+    tried = [r for r in ranking if r.get("psnr_db") is not None]
+    skipped = [r for r in ranking if r.get("psnr_db") is None]
+    if not tried:
+        text = "No model could be fitted to this layer"
+    else:
+        parts = [f"{r.get('model')} ({float(r['psnr_db']):.1f} dB)" for r in tried[:shown]]
+        text = "Best fit: " + parts[0] + (", then " + ", ".join(parts[1:]) if len(parts) > 1 else "")
+        if len(tried) > shown:
+            text += f" and {len(tried) - shown} more"
+    if skipped:
+        text += "; not tried: " + ", ".join(f"{r.get('model')} ({r.get('skipped') or 'skipped'})" for r in skipped)
+    return text
+
+
 def region_warning(session: Mapping[str, Any]) -> str:
     """The large-region warning for an open_session reply (its `region` and the model's `resolution`), else ""."""
     region = session.get("region")

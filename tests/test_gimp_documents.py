@@ -237,7 +237,12 @@ def test_dialog_in_real_gimp(documents: DocumentsSession, xvfb_display: str, tmp
     daemon = spawn_daemon_process(base / "daemon.json")
     common = _common()
     args = {"connection-file": f"{inside}/daemon.json", "steps": 2}
-    shown_first = {"answer": "cancel", "report": f"{inside}/d1.json", "screenshot": f"{inside}/dialog.png"}
+    shown_first = {
+        "answer": "cancel",
+        "report": f"{inside}/d1.json",
+        "screenshot": f"{inside}/dialog.png",
+        "suggest": True,  # press "Suggest a model" first (issue 13, item 3)
+    }
     cases = {
         "dialog_cancel": {**common, "args": args, "dialog": shown_first},
         "dialog_ok": {**common, "args": args, "dialog": {"answer": "ok", "report": f"{inside}/d2.json"}},
@@ -262,12 +267,17 @@ def test_dialog_in_real_gimp(documents: DocumentsSession, xvfb_display: str, tmp
     (hx, hy), (tx, ty) = strokes[0]
     assert f"stroke 1: ({hx:.0f}, {hy:.0f}) -> ({tx:.0f}, {ty:.0f})" in header
     rows = [row.split(" ")[0].rstrip(":") for row in shown["rows"]]
-    expected = ["Source", "Settings", "Result", "Steps", "Learning", "Mask", "Model", "Fit", "Seed", "Show"]
-    assert rows[:10] == expected, rows
-    assert shown["model"] == "The daemon's default (builtin-test)"
-    assert shown["models"][1:] == ["builtin-test (64 px, random textures (test model))"], shown["models"]
+    # The row under Model is "Suggest a model", named here by its outcome (the probe pressed it before reporting).
+    expected = ["Source", "Settings", "Result", "Steps", "Learning", "Mask", "Model", "Best", "Fit", "Seed", "Show"]
+    assert rows[:11] == expected, rows
+    listed = ["The daemon's default (builtin-test)", "builtin-test (64 px, random textures (test model))"]
+    assert shown["models"] == listed
+    assert shown["model"] == shown["models"][1]  # chosen by "Suggest a model"
     assert shown["lr_auto"] and "automatic" in shown["lr_label"] and not shown["lr_spin_sensitive"]
     assert shown["seed_sensitive"] == {"True": False, "False": True}  # greyed out while the layer is fitted
+    suggested = shown["suggested"]  # the only model is the best; the model box then names it
+    assert suggested["state"] == "done" and suggested["best"] == "builtin-test", suggested
+    assert suggested["text"].startswith("Best fit: builtin-test (") and suggested["model"] == "builtin-test"
 
     assert c["dialog_cancel"]["status"] == "cancel" and not c["dialog_cancel"]["dirty_after"], c["dialog_cancel"]
     assert c["dialog_cancel"]["layers_after"] == ["Face"]

@@ -123,11 +123,14 @@ def _drag(procedure, run_mode, image, drawables, config):
         if run_mode == Gimp.RunMode.INTERACTIVE:
             from draggan_gimp.dialog import run_dialog
             from draggan_gimp.starting import Starter
+            from draggan_gimp.suggesting import Suggester
 
             models = list(conn.hello.get("models") or []) if conn else []
             default_model = runner.default_model(conn.hello) if conn else None
             starter = None if conn else Starter(settings, runner.connect)
-            shown = (pairs, daemon_line, models, default_model, source, starter)
+            document = gimp_io.GimpDocument(image, layer)
+            suggester = Suggester(settings, runner.connect, document.read_layer, document.read_selection)
+            shown = (pairs, daemon_line, models, default_model, source, starter, suggester)
             if not run_dialog(procedure, config, PROCEDURE, *shown):
                 return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
         run = settings()

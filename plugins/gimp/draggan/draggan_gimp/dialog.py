@@ -31,6 +31,7 @@ from .params import BY_NAME  # noqa: E402
 from .runner import default_model as daemon_default_model  # noqa: E402
 from .runner import describe_daemon  # noqa: E402
 from .starting import Starter  # noqa: E402
+from .suggesting import Suggester  # noqa: E402
 from .wording import AUTO_LR_LABEL, SourceInfo, info_text, model_choices  # noqa: E402
 
 MANUAL_LR = 0.002  # offered when automatic is switched off and no rate was set before
@@ -119,6 +120,44 @@ def _start_row(starter: Starter, on_ready) -> tuple[Gtk.Box, Gtk.Button, Gtk.Lab
     return row, button, label
 
 
+def _suggest_row(suggester: Suggester, combo: Gtk.ComboBoxText) -> tuple[Gtk.Box, Gtk.Button]:
+    """ "Suggest a model" and its outcome; the best model is then chosen in `combo` (the person may change it)."""
+    row = Gtk.Box(orientation=Gtk.Orientation.VERTICAL, spacing=3)
+    button = Gtk.Button.new_with_mnemonic("Suggest a _model")
+    button.set_tooltip_text(
+        "Fit this layer briefly into every model the daemon serves and choose the one that reproduces it best "
+        "(a few seconds per model on a CPU for small models)"
+    )
+    label = Gtk.Label(label="", xalign=0.0, selectable=True)
+    label.set_line_wrap(True)
+    label.set_max_width_chars(80)
+
+    def tick() -> bool:
+        state = suggester.poll()
+        label.set_text(suggester.text)
+        if state == "running":
+            return True
+        if state == "done" and suggester.best:
+            if not combo.set_active_id(suggester.best):  # a model the box did not list yet
+                combo.append(suggester.best, suggester.best)
+                combo.set_active_id(suggester.best)
+        button.set_sensitive(True)
+        return False
+
+    def clicked(_button) -> None:
+        button.set_sensitive(False)
+        label.set_text(suggester.start())
+        if suggester.state == "running":
+            GLib.timeout_add(200, tick)
+        else:
+            button.set_sensitive(True)
+
+    button.connect("clicked", clicked)
+    row.pack_start(button, False, False, 0)
+    row.pack_start(label, False, False, 0)
+    return row, button
+
+
 def run_dialog(
     procedure,
     config,
@@ -129,11 +168,13 @@ def run_dialog(
     default_model: str | None = None,
     source: SourceInfo | None = None,
     starter: Starter | None = None,
+    suggester: Suggester | None = None,
 ) -> bool:
     """Show the dialog; True when the person pressed OK (the config then holds their choices).
 
     With `starter` (no daemon answered), the dialog offers "Start the daemon"; once it answers, the header and
-    the model list show it, as for a daemon that was running already."""
+    the model list show it, as for a daemon that was running already. With `suggester`, "Suggest a model" under
+    the model box ranks the daemon's models for this layer and picks the best."""
     GimpUi.init(plugin_name)
     dialog = GimpUi.ProcedureDialog.new(procedure, config, "DragGAN: Drag")
     content = dialog.get_content_area()
@@ -162,19 +203,29 @@ def run_dialog(
         content.pack_start(start_row, False, False, 3)
     model_row, combo = _model_row(config, models, default_model)
     content.pack_start(model_row, False, False, 3)
+    suggest_button = None
+    if suggester is not None:
+        suggest_row, suggest_button = _suggest_row(suggester, combo)
+        content.pack_start(suggest_row, False, False, 3)
     dialog.fill(["invert-first", "seed", "preview-layer", "frames", "frame-ms"])
     dialog.set_sensitive("seed", True, config, "invert-first", True)  # the seed counts only without fitting
 
     dialog.show_all()
     probe = os.environ.get("DRAGGAN_GIMP_DIALOG_PROBE")
     if probe:
-        GLib.timeout_add(500, _probe, dialog, config, header, auto, spin, combo, probe, start_button, starter)
+        GLib.timeout_add(
+            500, _probe, dialog, config, header, auto, spin, combo, probe, start_button, starter, suggest_button,
+            suggester,
+        )  # fmt: skip
     accepted = bool(dialog.run())
     dialog.destroy()
     return accepted
 
 
-def _probe(dialog, config, header, auto, spin, combo, control: str, start_button=None, starter=None) -> bool:
+def _probe(
+    dialog, config, header, auto, spin, combo, control: str, start_button=None, starter=None, suggest_button=None,
+    suggester=None,
+) -> bool:  # fmt: skip
     """Test hook: write what the dialog shows, check the seed's greying both ways, then answer it. With
     "start_daemon" in the orders, first press "Start the daemon" and wait (at most a minute) for what comes of it."""
     with open(control, encoding="utf-8") as f:
@@ -191,6 +242,17 @@ def _probe(dialog, config, header, auto, spin, combo, control: str, start_button
             while Gtk.events_pending():
                 Gtk.main_iteration()
             started.update(state=starter.state, text=starter.text, button_visible=start_button.get_visible())
+    suggested = {}
+    if orders.get("suggest") and suggest_button is not None:
+        suggest_button.clicked()
+        end = time.monotonic() + 90
+        while suggester.state == "running" and time.monotonic() < end:
+            Gtk.main_iteration_do(False)
+            time.sleep(0.02)
+        while Gtk.events_pending():
+            Gtk.main_iteration()
+        suggested = {"state": suggester.state, "text": suggester.text, "best": suggester.best,
+                     "model": config.get_property("model")}  # fmt: skip
     if orders.get("screenshot"):
         window = dialog.get_window()
         shot = Gdk.pixbuf_get_from_window(window, 0, 0, window.get_width(), window.get_height())
@@ -207,6 +269,7 @@ def _probe(dialog, config, header, auto, spin, combo, control: str, start_button
         "lr_spin_sensitive": spin.get_sensitive(),
         "seed_sensitive": {str(fitting): seed.get_sensitive()},
         "started": started,
+        "suggested": suggested,
     }
     config.set_property("invert-first", not fitting)
     while Gtk.events_pending():
