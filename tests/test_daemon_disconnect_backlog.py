@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 import zmq
-from draggan_protocol import ErrorCode
+from draggan_protocol import DaemonError, ErrorCode
 from draggan_protocol.client import layer_session_request
 from draggan_protocol.framing import decode, encode, make_header
 from draggan_protocol.signing import Signer
@@ -155,3 +155,20 @@ def test_a_client_that_does_not_read_its_results_gets_busy_not_a_buffer():
             assert len(msg.buffers[0]) == side * side * 4
         finally:
             peer.close()
+
+
+def test_a_new_connection_on_a_reused_fd_is_not_taken_for_the_old_ones_end():
+    """The OS gives a closed connection's fd to the next one: a client that connects right after another closed is
+    served, not cancelled as "client disconnected" (the old connection's end can be read after the new one's
+    first message)."""
+    with running_daemon() as server:
+        refused = []
+        for i in range(25):
+            with client_for(server) as first:
+                first.hello()
+            with client_for(server) as second:
+                try:
+                    second.open_seed_session(seed=i)
+                except DaemonError as exc:
+                    refused.append(f"{exc.code}: {exc.message}")
+        assert not refused, refused

@@ -124,6 +124,7 @@ class DaemonServer:
         monitor_addr = f"inproc://draggan-monitor-{os.getpid()}-{uuid.uuid4().hex}"
         self._monitor = self.router.get_monitor_socket(zmq.EVENT_DISCONNECTED, addr=monitor_addr)
         self._fd_owner: dict[int, bytes] = {}  # connection fd -> routing id of the client whose messages it carried
+        self._reused_fds: dict[int, int] = {}  # fd -> DISCONNECTED events still to come for connections it had
         # Outstanding reply bytes per client (issue 14 F3): results queued or running (reserved by request
         # msg_id) and messages with buffers handed to libzmq but not yet written to the socket (trackers).
         self._reserved: dict[str, tuple[bytes, int]] = {}
@@ -195,6 +196,8 @@ class DaemonServer:
                         except zmq.Again:
                             break
                 self._flush()
+                if self._monitor in ready:  # before the router: a connection's end before a message on its reused fd
+                    self._on_monitor()
                 if self.router in ready:
                     for _ in range(64):  # bounded burst so events keep flowing under a flood
                         try:
@@ -203,8 +206,6 @@ class DaemonServer:
                             break
                         self._handle([f.buffer for f in frames], _source_fd(frames))
                     self._flush()
-                if self._monitor in ready:
-                    self._on_monitor()
                 if time.monotonic() >= next_sweep:
                     self._sweep()
                     next_sweep = time.monotonic() + self.config.sweep_interval
@@ -359,6 +360,12 @@ class DaemonServer:
         if fd is not None and client.fd != fd:
             if client.fd is not None and self._fd_owner.get(client.fd) == identity:
                 del self._fd_owner[client.fd]
+            previous = self._fd_owner.get(fd)
+            if previous is not None and previous != identity:
+                # The fd of another client's connection carries a new one: that connection has closed (the OS
+                # reuses a closed fd), whether or not its DISCONNECTED event has been read yet.
+                self._reused_fds[fd] = self._reused_fds.get(fd, 0) + 1
+                self._drop_connection(previous, fd)
             client.fd = fd
             self._fd_owner[fd] = identity
         try:
@@ -683,18 +690,28 @@ class DaemonServer:
             except zmq.Again:
                 break
             self._handle([f.buffer for f in frames], _source_fd(frames))
-        now = time.monotonic()
         for fd in gone:
-            identity = self._fd_owner.pop(fd, None)
-            info = self.clients.get(identity) if identity is not None else None
-            if info is None or info.fd != fd:
+            if self._reused_fds.get(fd):  # the end of a connection already known closed (its fd was reused)
+                self._reused_fds[fd] -= 1
                 continue
-            info.fd = None
-            info.disconnected_at = now
-            self.stats["disconnects"] += 1
-            cancelled = self.worker.cancel_owner(identity, "client disconnected")
-            event(log, "client_disconnected", peer=identity.hex()[:16], jobs_cancelled=cancelled)
+            identity = self._fd_owner.get(fd)
+            if identity is not None:
+                self._drop_connection(identity, fd)
         self._flush()
+
+    def _drop_connection(self, identity: bytes, fd: int) -> None:
+        """`identity`'s connection on `fd` closed: its jobs and queued tasks are cancelled now (its sessions wait
+        `disconnect_grace` for it to come back)."""
+        if self._fd_owner.get(fd) == identity:
+            del self._fd_owner[fd]
+        info = self.clients.get(identity)
+        if info is None or info.fd != fd:
+            return
+        info.fd = None
+        info.disconnected_at = time.monotonic()
+        self.stats["disconnects"] += 1
+        cancelled = self.worker.cancel_owner(identity, "client disconnected")
+        event(log, "client_disconnected", peer=identity.hex()[:16], jobs_cancelled=cancelled)
 
     def _sweep(self) -> None:
         now = time.monotonic()
