@@ -140,7 +140,7 @@ PARAMS: tuple[Param, ...] = (
         3600.0,
         in_dialog=False,
     ),
-    # Last, so that scripts passing the arguments in order keep working.
+    # New arguments go after `timeout` (the last of the first release), so scripts passing them in order keep working.
     from_table("settings", "preset", "Settin_gs", SETTINGS_CHOICES),
     Param(
         "frames",
