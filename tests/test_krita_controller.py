@@ -11,6 +11,7 @@ import re
 import threading
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from fake_krita.support import ROOT, gradient_bgra, use_fake_krita
 
@@ -721,3 +722,31 @@ def test_krita_readme_names_the_kritarc_key_the_installer_writes():
 
     text = (ROOT / "plugins" / "krita" / "README.md").read_text()
     assert f"enable_{inst.PLUGIN_NAME}=true" in text and "enable_draggan=true" not in text
+
+
+def test_suggest_chooses_the_model_that_reproduces_the_layer(qtbot, daemon):
+    """Issue 13, item 3: "Suggest" ranks the daemon's models for the source layer and selects the best."""
+    import torch
+    from draggan_daemon.engine.loaders import load_generator
+    from draggan_daemon.server.models import BUNDLED_FILE
+
+    G = load_generator(BUNDLED_FILE).generator.eval().requires_grad_(False)
+    daemon.registry.add_generator("bundled", G)
+    with torch.no_grad():
+        img = G.synthesis(G.z_to_ws(5, 0.7))
+    rgb = ((img[0].permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
+    bgra = bytes(np.dstack([rgb[..., ::-1], np.full((64, 64), 255, np.uint8)]).tobytes())
+    app = krita.Krita.reset()
+    doc = app.createDocument(64, 64, "face", "RGBA", "U8", "", 72.0)
+    app.setActiveDocument(doc)
+    doc.rootNode().childNodes()[0].setPixelData(QByteArray(bgra), 0, 0, 64, 64)
+    panel = make_panel(qtbot, app, daemon.connection_file)
+    wait_ready(qtbot, panel)
+    panel.observe()
+    assert panel.suggest_button.isEnabled() and panel.model_combo.currentData() == ""
+    panel.suggest_button.click()
+    c = panel.controller
+    qtbot.waitUntil(lambda: c.phase == ctl.IDLE and (c.error or "Best fit" in c.status), timeout=60000)
+    assert not c.error, c.error
+    assert c.status.startswith("Best fit: bundled (") and "then tiny (" in c.status, c.status
+    assert panel.model_combo.currentData() == "bundled" and panel.params.model == "bundled"

@@ -35,8 +35,9 @@ from draggan_protocol.client import (
     invert_request,
     layer_session_request,
     result_request,
+    suggest_request,
 )
-from draggan_protocol.outcome import arrival_text, error_text, fallback_text, region_warning
+from draggan_protocol.outcome import arrival_text, error_text, fallback_text, ranking_text, region_warning
 from draggan_protocol.progress import plural, queued_words
 from PyQt5.QtCore import QObject, QTimer, pyqtSignal
 
@@ -84,6 +85,7 @@ def sentence(text: str) -> str:
 class EditController(QObject):
     changed = pyqtSignal()
     finished = pyqtSignal(str)  # a job ended: "done" | "cancelled" | "failed"
+    suggested = pyqtSignal(str)  # "Suggest" found the model that reproduces the layer best (its name)
 
     def __init__(self, link: DaemonLink, app: Any, params: Params, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -203,6 +205,10 @@ class EditController(QObject):
 
     def drag(self) -> None:
         self._start("drag")
+
+    def suggest(self) -> None:
+        """Rank the daemon's models for the source layer (suggest_models); the best is then offered (`suggested`)."""
+        self._start("suggest")
 
     def stop(self) -> None:
         if self.job is not None and not self.job.finished and self.phase in (QUEUED, FITTING, DRAGGING):
@@ -364,6 +370,9 @@ class EditController(QObject):
             if action == "fit":
                 self._start_job("invert", invert_request(s.session_id, self.params.invert_preset), [])
                 self._set_phase(QUEUED, "Fitting the layer into the model…")
+            elif action == "suggest":
+                self._start_job("suggest_models", suggest_request(s.session_id), [])
+                self._set_phase(QUEUED, "Trying each model on the layer…")
             else:
                 dx, dy = -s.rect[0], -s.rect[1]
                 points = [p.shifted(dx, dy).as_list() for p in self._pairs]
@@ -489,7 +498,7 @@ class EditController(QObject):
         self.queue_position = 0
         self.progress = (round(1000 * job.fraction), 1000)  # fit and drag on one bar
         c = msg.content
-        if job.phase == "invert":
+        if job.phase in ("invert", "suggest"):
             if self.phase != STOPPING:
                 self._set_phase(FITTING, sentence(job.text))
             return
@@ -510,6 +519,15 @@ class EditController(QObject):
             self.finished.emit("failed")
             return
         state = "cancelled" if job.state == jobs.STOPPED else "done"
+        if job.kind == "suggest_models":
+            ranking = list(c.get("ranking") or [])
+            best = next((str(r["model"]) for r in ranking if r.get("psnr_db") is not None), "")
+            tail = " The model box now names it; Fit or Drag uses it." if best and best != self.params.model else ""
+            self._set_phase(IDLE, sentence(ranking_text(ranking)) + tail)
+            if best:
+                self.suggested.emit(best)
+            self.finished.emit(state)
+            return
         if self.session is not None:
             self.session.inverted = True
         if job.kind == "invert":

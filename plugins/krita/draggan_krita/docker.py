@@ -233,7 +233,15 @@ class DragPanel(QWidget):
         form.addRow("Mask strength", self.mask_spin)
         form.addRow("Preview every", self.preview_spin)
         form.addRow("Fit quality", self.preset_combo)
-        form.addRow("Model", self.model_combo)
+        model_row = QHBoxLayout()
+        model_row.addWidget(self.model_combo, 1)
+        self.suggest_button = QPushButton("Suggest")
+        self.suggest_button.setToolTip(
+            "Fit the source layer briefly into every model the daemon serves and choose the one that reproduces it "
+            "best (a few seconds per model on a CPU for small models)"
+        )
+        model_row.addWidget(self.suggest_button)
+        form.addRow("Model", model_row)
         lay.addWidget(self.advanced)
         lay.addStretch(1)
 
@@ -250,6 +258,8 @@ class DragPanel(QWidget):
 
         c = self.controller
         self.fit_button.clicked.connect(c.fit)
+        self.suggest_button.clicked.connect(c.suggest)
+        c.suggested.connect(self.choose_model)
         self.drag_button.clicked.connect(c.drag)
         self.stop_button.clicked.connect(c.stop)
         self.reset_button.clicked.connect(c.reset)
@@ -298,6 +308,15 @@ class DragPanel(QWidget):
         if save:
             self.params.show_advanced = on
             settings_mod.save(self.store, self.params)
+
+    def choose_model(self, name: str) -> None:
+        """Select `name` in the model box (as a person would) and remember it."""
+        idx = self.model_combo.findData(name)
+        if idx < 0:
+            self.model_combo.addItem(name, name)
+            idx = self.model_combo.count() - 1
+        self.model_combo.setCurrentIndex(idx)  # saved through currentIndexChanged
+        self._save_params()
 
     def _save_params(self, *_: Any) -> None:
         if getattr(self, "_loading", False) or getattr(self, "_loading_models", False):
@@ -398,6 +417,7 @@ class DragPanel(QWidget):
         here = c.on_work_document()
         can_start = ready and phase in (IDLE, DONE) and self._source_ok
         self.fit_button.setEnabled(can_start)
+        self.suggest_button.setEnabled(can_start)
         self.drag_button.setEnabled(can_start)
         self.stop_button.setEnabled(phase in (OPENING, QUEUED, FITTING, DRAGGING))
         self.reset_button.setEnabled(here and phase in (IDLE, DONE) and (c.session is not None or phase == DONE))
