@@ -48,7 +48,10 @@ def test_busy_sessions_are_never_taken():
         try:
             sids = open_seeds(hog, 2)
             for sid in sids:  # both sessions are working
-                hog.request("drag", {"session_id": sid, "points": [[5, 5, 30, 30]], "params": {"steps": 5000, "stop_distance": 0}})
+                hog.request(
+                    "drag",
+                    {"session_id": sid, "points": [[5, 5, 30, 30]], "params": {"steps": 5000, "stop_distance": 0}},
+                )
             with pytest.raises(DaemonError) as refused:
                 newcomer.open_seed_session(seed=3)
             assert refused.value.code == "session_limit" and all(s in server.store.sessions for s in sids)
