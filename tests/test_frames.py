@@ -274,3 +274,15 @@ def test_edit_writes_a_gif_with_one_frame_per_kept_step_and_numbered_pngs(tmp_pa
             assert webp.n_frames == 6
         with pytest.raises(SystemExit, match="OUT.gif"):
             _edit(tmp_path, server, "--frames", str(tmp_path / "drag.mp4"))
+
+
+def test_undo_and_reset_drop_the_frames_of_the_drags_they_take_away():
+    with running_daemon() as server, client_for(server) as c:
+        sid = c.open_seed_session(seed=2)["session_id"]
+        for undo in (c.undo, c.reset):
+            c.drag(sid, [(8, 8, 12, 12)], params={"steps": 3, "stop_distance": 0}, frames=1)
+            assert c.get_frames(sid)
+            undo(sid)
+            with pytest.raises(DaemonError) as err:
+                c.get_frames(sid)
+            assert err.value.code == ErrorCode.INVALID_INPUT

@@ -542,6 +542,7 @@ class DaemonServer:
             if len(s.history) <= 1:
                 raise ProtocolError(ErrorCode.NOTHING_TO_UNDO, "there is no drag to undo", field="session_id")
             s.history.pop()
+            s.frames = None  # they showed the drag just undone
             return {"session_id": s.session_id, "history_depth": len(s.history) - 1}
 
     def on_reset(self, identity: bytes, msg: Any, c: dict[str, Any]) -> dict[str, Any]:
@@ -550,6 +551,7 @@ class DaemonServer:
             if s.busy:
                 raise ProtocolError(ErrorCode.BUSY, "the session has work queued or running", field="session_id")
             del s.history[1:]
+            s.frames = None  # they showed drags that are gone
             return {"session_id": s.session_id, "history_depth": 0}
 
     def on_get_result(self, identity: bytes, msg: Any, c: dict[str, Any]) -> None:
