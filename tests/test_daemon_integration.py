@@ -401,3 +401,24 @@ def test_heartbeats_keep_an_idle_client_alive_and_silence_ends_it():
             assert live.alive()
             assert [s["session_id"] for s in live.status()["sessions"]] == [kept]
             assert server.store.total_pixels == R * R, "the silent client's session should be gone"
+
+
+def test_a_drag_on_a_layer_not_fitted_yet_reports_its_fit():
+    """The fit a drag does first is a visible step: its progress events say `invert`, its job_done has `fit`."""
+    with running_daemon() as server, client_for(server) as c:
+        rng = np.random.default_rng(3)
+        layer = rng.integers(0, 256, (40, 40, 4), dtype=np.uint8)
+        layer[..., 3] = 255
+        sid = c.open_layer_session(layer.tobytes(), 40, 40)["session_id"]
+        events = []
+        content = {
+            "session_id": sid,
+            "points": [[10, 10, 14, 12]],
+            "params": {"steps": 2},
+            "invert_params": FAST_INVERT,
+        }
+        done = c.run_job("drag", content, on_progress=events.append)
+        assert done["state"] == "done" and [st["name"] for st in done["fit"]["stages"]]
+        assert {e.content.get("phase") for e in events if e.msg_type == "progress"} >= {"invert", "drag"}
+        again = c.run_job("drag", {**content, "points": [[14, 12, 16, 12]]})
+        assert "fit" not in again  # fitted once, for the session

@@ -134,12 +134,14 @@ class EngineOps:
     ) -> dict[str, Any]:
         from draggan_daemon.engine.drag import DragOptimizer
 
+        fit: dict[str, Any] | None = None  # the fit this drag did first (a layer not fitted yet), said in job_done
         if not s.inverted:
             preset = args.get("invert_preset", parameters.default("invert_preset"))
             inv_args = {"preset": preset, "params": args.get("invert_params") or {}}
             inv = self.invert(s, inv_args, job_id, progress, stop)
             if inv["state"] != "done":
-                return inv
+                return {**inv, "fit": {k: v for k, v in inv.items() if k != "state"}}
+            fit = {k: v for k, v in inv.items() if k != "state"}
         state = s.current()
         assert state is not None
         res = s.resolution
@@ -241,6 +243,7 @@ class EngineOps:
             "loss": float(final.loss),
             "history_depth": max(0, len(s.history) - 1),
             **({"steps_after_cancel": after_cancel} if cancelled else {}),
+            **({"fit": fit} if fit is not None else {}),
             **({"frames": s.frames.describe()} if keep is not None and s.frames is keep else {}),
         }
 
