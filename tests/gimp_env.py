@@ -39,21 +39,12 @@ class RunningDaemon:
 
 def start_daemon(connection_file: Path, model: Path | None = None, resolution: int = 64) -> RunningDaemon:
     """The daemon server (built-in test model, or the model file given), its connection file at `connection_file`."""
-    import torch
-    from draggan_daemon.server.models import BUILTIN_NAME, ModelRegistry, builtin_test_generator
-    from draggan_daemon.server.server import DaemonServer, ServerConfig
-    from draggan_protocol import ConnectionInfo, write_connection_file
+    import daemons
+    from draggan_daemon.server.models import BUILTIN_NAME, builtin_test_generator
 
-    torch.set_num_threads(1)
-    registry = ModelRegistry("cpu")
-    if model is not None:
-        registry.add_path(model, make_default=True)
-    else:
-        registry.add_generator(BUILTIN_NAME, builtin_test_generator(resolution), make_default=True)
     key = secrets.token_hex(16)
-    server = DaemonServer(ServerConfig(key=key.encode("ascii")), registry)
-    server.start()
-    write_connection_file(ConnectionInfo(endpoint=server.endpoint, key=key), connection_file)
+    served = (model.stem, model) if model is not None else (BUILTIN_NAME, builtin_test_generator(resolution))
+    server = daemons.start_in_process([served], connection_file, key=key.encode("ascii"))
     return RunningDaemon(server, connection_file, server.endpoint, key)
 
 
@@ -62,17 +53,9 @@ def spawn_daemon_process(connection_file: Path, model: Path | None = None, timeo
 
     Tests stop it with SIGKILL when they need a daemon that dies the way a crash would.
     """
-    models = ["--model", str(model)] if model is not None else ["--builtin-test-model"]
-    cmd = [sys.executable, "-m", "draggan_daemon.cli", "serve", "--no-bundled", *models, "--threads", "1"]
-    cmd += ["--connection-file", str(connection_file)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + timeout
-    while not connection_file.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"draggan serve did not start: {proc.communicate()[1][-2000:]}")
-        time.sleep(0.05)
-    return proc
+    import daemons
+
+    return daemons.spawn(connection_file, model, timeout=timeout)
 
 
 def chroot_unavailable_reason() -> str | None:

@@ -6,12 +6,11 @@ import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
-import torch
-from draggan_daemon.server.models import ModelRegistry, builtin_test_generator
-from draggan_daemon.server.server import DaemonServer, ServerConfig
+import daemons
+from draggan_daemon.server.models import builtin_test_generator
+from draggan_daemon.server.server import DaemonServer
 from draggan_protocol import Client
 
 TEST_RESOLUTION = 32
@@ -25,21 +24,10 @@ def small_generator():
     return _GENERATOR
 
 
-@contextlib.contextmanager
-def running_daemon(**config: Any) -> Iterator[DaemonServer]:
-    """A DaemonServer on 127.0.0.1 (free port) on a background thread; stopped on exit."""
-    torch.set_num_threads(1)
-    registry = ModelRegistry("cpu")
-    registry.add_generator("tiny", small_generator())
-    limits = config.pop("limits", {})
-    cfg = ServerConfig(key=os.urandom(16).hex().encode(), **config)
-    cfg.limits.update(limits)
-    server = DaemonServer(cfg, registry)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def running_daemon(connection_file: Any = None, **config: Any) -> contextlib.AbstractContextManager[DaemonServer]:
+    """A DaemonServer on 127.0.0.1 (free port) on a background thread serving the small model "tiny", its connection
+    file written when one is named; stopped on exit (tests/daemons.py)."""
+    return daemons.in_process([("tiny", small_generator())], connection_file, **config)
 
 
 def client_for(server: DaemonServer, key: bytes | None = None, **kwargs: Any) -> Client:

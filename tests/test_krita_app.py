@@ -19,6 +19,7 @@ import time
 import zipfile
 from pathlib import Path
 
+import daemons
 import numpy as np
 import pytest
 from krita_env import HOST_SKIP, INSTALLS, KritaInstall, use
@@ -146,18 +147,10 @@ def serve(tmp_path_factory):
     d = tmp_path_factory.mktemp("daemon")
     conn = d / "daemon.json"
     log = open(d / "serve.log", "w")  # noqa: SIM115
-    model = ["--model", str(BUNDLED)] if BUNDLED.exists() else ["--builtin-test-model"]
-    proc = subprocess.Popen(
-        [*DRAGGAN, "serve", *model, "--connection-file", str(conn), "--threads", "1"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 90
-    while not conn.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("the daemon did not start: " + (d / "serve.log").read_text())
-        time.sleep(0.2)
+    try:
+        proc = daemons.spawn(conn, BUNDLED if BUNDLED.exists() else None, log=log, timeout=90)
+    except RuntimeError:
+        pytest.fail("the daemon did not start: " + (d / "serve.log").read_text())
     yield conn
     proc.terminate()
     try:

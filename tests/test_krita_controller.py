@@ -58,9 +58,7 @@ def short_inversion(monkeypatch):
 
 @pytest.fixture
 def daemon(tmp_path):
-    with running_daemon() as server:
-        path = write_connection_file(ConnectionInfo(server.endpoint, server.config.key.decode()), tmp_path / "d.json")
-        server.connection_file = path
+    with running_daemon(tmp_path / "d.json") as server:
         yield server
 
 

@@ -16,7 +16,6 @@ import shutil
 import pytest
 from draggan_daemon.engine import inversion
 from draggan_daemon.plugin_install import krita as inst
-from draggan_protocol.connection import ConnectionInfo, write_connection_file
 from krita_env import use
 from test_daemon_support import running_daemon
 from test_krita_app import ROOT, install_into_profile, keep_artifacts, krita, plugin_zip, run_krita_gui, workdir
@@ -38,9 +37,8 @@ def quick_daemon(tmp_path_factory):
 
     patch.setattr(inversion.InversionConfig, "from_preset", classmethod(few_steps))
     try:
-        with running_daemon() as server:
-            info = ConnectionInfo(server.endpoint, server.config.key.decode())
-            yield write_connection_file(info, tmp_path_factory.mktemp("daemon") / "daemon.json")
+        with running_daemon(tmp_path_factory.mktemp("daemon") / "daemon.json") as server:
+            yield server.connection_file
     finally:
         patch.undo()
 
