@@ -61,3 +61,14 @@ def test_no_program_found(tmp_path, monkeypatch):
     monkeypatch.setenv(COMMAND_ENV, str(tmp_path / "missing"))
     starter = Starter(settings_for(tmp_path / "c.json"), runner.connect)
     assert "missing" in starter.start() and starter.state == "failed" and starter.launch is None
+
+
+def test_the_dialogs_daemon_program_comes_before_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv(COMMAND_ENV, program(tmp_path, "exit 9"))
+    chosen = tmp_path / "chosen"
+    chosen.mkdir()
+    own = program(chosen, 'echo "the chosen one" >&2; exit 4')
+    settings = lambda: RunSettings.from_values({"connection-file": str(tmp_path / "c.json"), "daemon-command": own})  # noqa: E731
+    starter = Starter(settings, runner.connect)
+    starter.start()
+    assert wait(starter, 30) == "failed" and "exit status 4" in starter.text and "the chosen one" in starter.text

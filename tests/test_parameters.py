@@ -223,7 +223,8 @@ def test_gimp_params_are_the_tables() -> None:
     unmapped = {p.name for p in gimp_params.PARAMS if p.wire is None}
     # Not drag parameters: 'seed' is the open_session seed (which picture), not the drag's noise seed.
     assert unmapped == {
-        "model", "invert-first", "seed", "preview-layer", "connection-file", "timeout", "frames", "frame-ms"
+        "model", "invert-first", "seed", "preview-layer", "connection-file", "timeout", "frames", "frame-ms",
+        "daemon-command",
     }  # fmt: skip
     for p in mapped.values():
         entry = table.get(p.wire)

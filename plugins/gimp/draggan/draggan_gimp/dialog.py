@@ -201,6 +201,7 @@ def run_dialog(
 
         start_row, start_button, start_label = _start_row(starter, on_ready)
         content.pack_start(start_row, False, False, 3)
+        dialog.fill(["daemon-command"])  # set once if the daemon found automatically is not the one to start
     model_row, combo = _model_row(config, models, default_model)
     content.pack_start(model_row, False, False, 3)
     suggest_button = None

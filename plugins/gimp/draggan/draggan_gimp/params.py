@@ -163,6 +163,15 @@ PARAMS: tuple[Param, ...] = (
         10,
         60000,
     ),
+    Param(
+        "daemon-command",
+        "string",
+        "_Daemon program",
+        "What 'Start the daemon' runs when no daemon answers: a draggan program, its virtual environment or the "
+        "DragGAN Studio folder (empty: the one the plug-in was installed from, else draggan on PATH); shown while no "
+        "daemon answers",
+        "",
+    ),
 )
 
 BY_NAME = {p.name: p for p in PARAMS}
@@ -185,6 +194,7 @@ class RunSettings:
     settings: str = table.default("preset")  # the drag preset: 'studio' | 'official' (the drag's `params.preset`)
     frames: int = 0  # keep a frame every this many steps (0: none), opened as an animation image
     frame_ms: int = 80  # each frame's time, in its layer's name
+    daemon_command: str = ""  # what "Start the daemon" runs (empty: found automatically)
 
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> RunSettings:

@@ -1,8 +1,9 @@
 """The dialog's "Start the daemon", without GIMP: start `draggan serve` detached, then watch until it answers.
 
-The daemon program is found by the client core (draggan_protocol.launcher): $DRAGGAN_DAEMON_COMMAND when set (a
-`draggan` program, its virtual environment or the DragGAN Studio folder), else the one the installer noted next
-to the plug-in, else `draggan` on PATH. The dialog polls `Starter.poll` from a GLib timer, so GIMP stays usable
+The daemon program is found by the client core (draggan_protocol.launcher): the dialog's "Daemon program" (the
+`daemon-command` argument, remembered by GIMP) or $DRAGGAN_DAEMON_COMMAND when set (a `draggan` program, its
+virtual environment or the DragGAN Studio folder), else the one the installer noted next to the plug-in, else
+`draggan` on PATH. The dialog polls `Starter.poll` from a GLib timer, so GIMP stays usable
 while the model loads; once the daemon answers hello, the dialog shows it like a daemon that was running already.
 """
 
@@ -42,7 +43,8 @@ class Starter:
         return Path(configured).expanduser() if configured else default_connection_file()
 
     def start(self) -> str:
-        command, how = find_daemon_command(os.environ.get(COMMAND_ENV, ""), [PLUGIN_FOLDER])
+        configured = self.settings().daemon_command or os.environ.get(COMMAND_ENV, "")
+        command, how = find_daemon_command(configured, [PLUGIN_FOLDER])
         if command is None:
             self.state, self.text = "failed", how
             return self.text
