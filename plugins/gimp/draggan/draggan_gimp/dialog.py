@@ -82,73 +82,32 @@ def _learning_rate_row(config) -> tuple[Gtk.Box, Gtk.CheckButton, Gtk.SpinButton
     return row, auto, spin
 
 
-def _start_row(starter: Starter, on_ready) -> tuple[Gtk.Box, Gtk.Button, Gtk.Label]:
-    """ "Start the daemon" and what came of it; `on_ready(hello)` once the started daemon answers."""
+def _action_row(worker, mnemonic: str, tooltip: str, interval_ms: int, on_finished) -> tuple[Gtk.Box, Gtk.Button]:
+    """A button that starts `worker` (a Starter or a Suggester: start(), poll(), busy, text) and a line saying how it
+    goes, polled from a GLib timer so GIMP stays usable; when it ends, `on_finished()` says whether the button goes."""
     row = Gtk.Box(orientation=Gtk.Orientation.VERTICAL, spacing=3)
-    button = Gtk.Button.new_with_mnemonic("_Start the daemon")
-    button.set_tooltip_text(
-        "Start DragGAN Studio's daemon on this computer (the program the plug-in was installed from; "
-        "$DRAGGAN_DAEMON_COMMAND names another). It keeps running when GIMP closes."
-    )
+    button = Gtk.Button.new_with_mnemonic(mnemonic)
+    button.set_tooltip_text(tooltip)
     label = Gtk.Label(label="", xalign=0.0, selectable=True)
     label.set_line_wrap(True)
     label.set_max_width_chars(80)
 
     def tick() -> bool:
-        state = starter.poll()
-        label.set_text(starter.text)
-        if state == "starting":
+        worker.poll()
+        label.set_text(worker.text)
+        if worker.busy:
             return True
-        if state == "ready":
+        if on_finished():
             button.hide()
-            on_ready(starter.hello)
         else:
             button.set_sensitive(True)
         return False
 
     def clicked(_button) -> None:
         button.set_sensitive(False)
-        label.set_text(starter.start())
-        if starter.state == "starting":
-            GLib.timeout_add(300, tick)
-        else:
-            button.set_sensitive(True)
-
-    button.connect("clicked", clicked)
-    row.pack_start(button, False, False, 0)
-    row.pack_start(label, False, False, 0)
-    return row, button, label
-
-
-def _suggest_row(suggester: Suggester, combo: Gtk.ComboBoxText) -> tuple[Gtk.Box, Gtk.Button]:
-    """ "Suggest a model" and its outcome; the best model is then chosen in `combo` (the person may change it)."""
-    row = Gtk.Box(orientation=Gtk.Orientation.VERTICAL, spacing=3)
-    button = Gtk.Button.new_with_mnemonic("Suggest a _model")
-    button.set_tooltip_text(
-        "Fit this layer briefly into every model the daemon serves and choose the one that reproduces it best "
-        "(a few seconds per model on a CPU for small models)"
-    )
-    label = Gtk.Label(label="", xalign=0.0, selectable=True)
-    label.set_line_wrap(True)
-    label.set_max_width_chars(80)
-
-    def tick() -> bool:
-        state = suggester.poll()
-        label.set_text(suggester.text)
-        if state == "running":
-            return True
-        if state == "done" and suggester.best:
-            if not combo.set_active_id(suggester.best):  # a model the box did not list yet
-                combo.append(suggester.best, suggester.best)
-                combo.set_active_id(suggester.best)
-        button.set_sensitive(True)
-        return False
-
-    def clicked(_button) -> None:
-        button.set_sensitive(False)
-        label.set_text(suggester.start())
-        if suggester.state == "running":
-            GLib.timeout_add(200, tick)
+        label.set_text(worker.start())
+        if worker.busy:
+            GLib.timeout_add(interval_ms, tick)
         else:
             button.set_sensitive(True)
 
@@ -156,6 +115,49 @@ def _suggest_row(suggester: Suggester, combo: Gtk.ComboBoxText) -> tuple[Gtk.Box
     row.pack_start(button, False, False, 0)
     row.pack_start(label, False, False, 0)
     return row, button
+
+
+def _start_row(starter: Starter, on_ready) -> tuple[Gtk.Box, Gtk.Button]:
+    """ "Start the daemon" and what came of it; `on_ready(hello)` once the started daemon answers."""
+
+    def finished() -> bool:
+        if starter.state != "ready":
+            return False
+        on_ready(starter.hello)
+        return True
+
+    tooltip = (
+        "Start DragGAN Studio's daemon on this computer (the program the plug-in was installed from, unless "
+        "'Daemon program' or $DRAGGAN_DAEMON_COMMAND names another). It keeps running when GIMP closes."
+    )
+    return _action_row(starter, "_Start the daemon", tooltip, 300, finished)
+
+
+def _suggest_row(suggester: Suggester, combo: Gtk.ComboBoxText) -> tuple[Gtk.Box, Gtk.Button]:
+    """ "Suggest a model" and its outcome; the best model is then chosen in `combo` (the person may change it)."""
+
+    def finished() -> bool:
+        if suggester.state == "done" and suggester.best and not combo.set_active_id(suggester.best):
+            combo.append(suggester.best, suggester.best)  # a model the box did not list yet
+            combo.set_active_id(suggester.best)
+        return False
+
+    tooltip = (
+        "Fit this layer briefly into every model the daemon serves and choose the one that reproduces it best "
+        "(a few seconds per model on a CPU for small models)"
+    )
+    return _action_row(suggester, "Suggest a _model", tooltip, 200, finished)
+
+
+def _press_and_wait(button: Gtk.Button, worker, seconds: float) -> None:
+    """Test hook: click `button` and run GTK's loop until `worker` is no longer busy (at most `seconds`)."""
+    button.clicked()
+    end = time.monotonic() + seconds
+    while worker.busy and time.monotonic() < end:
+        Gtk.main_iteration_do(False)
+        time.sleep(0.02)
+    while Gtk.events_pending():
+        Gtk.main_iteration()
 
 
 def run_dialog(
@@ -188,7 +190,7 @@ def run_dialog(
     lr_row, auto, spin = _learning_rate_row(config)
     content.pack_start(lr_row, False, False, 3)
     dialog.fill(["mask-strength"])
-    start_button = start_label = None
+    start_button = None
     if starter is not None:
 
         def on_ready(hello) -> None:
@@ -199,7 +201,7 @@ def run_dialog(
                 combo.append(model_id, text)
             combo.set_active_id(current)
 
-        start_row, start_button, start_label = _start_row(starter, on_ready)
+        start_row, start_button = _start_row(starter, on_ready)
         content.pack_start(start_row, False, False, 3)
         dialog.fill(["daemon-command"])  # set once if the daemon found automatically is not the one to start
     model_row, combo = _model_row(config, models, default_model)
@@ -235,23 +237,11 @@ def _probe(
     if orders.get("start_daemon"):
         started["offered"] = start_button is not None and start_button.get_visible()
         if start_button is not None:
-            start_button.clicked()
-            end = time.monotonic() + 60
-            while starter.state == "starting" and time.monotonic() < end:
-                Gtk.main_iteration_do(False)
-                time.sleep(0.02)
-            while Gtk.events_pending():
-                Gtk.main_iteration()
+            _press_and_wait(start_button, starter, 60)
             started.update(state=starter.state, text=starter.text, button_visible=start_button.get_visible())
     suggested = {}
     if orders.get("suggest") and suggest_button is not None:
-        suggest_button.clicked()
-        end = time.monotonic() + 90
-        while suggester.state == "running" and time.monotonic() < end:
-            Gtk.main_iteration_do(False)
-            time.sleep(0.02)
-        while Gtk.events_pending():
-            Gtk.main_iteration()
+        _press_and_wait(suggest_button, suggester, 90)
         suggested = {"state": suggester.state, "text": suggester.text, "best": suggester.best,
                      "model": config.get_property("model")}  # fmt: skip
     if orders.get("screenshot"):

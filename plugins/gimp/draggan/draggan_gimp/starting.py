@@ -38,6 +38,10 @@ class Starter:
         self.launch: DaemonLaunch | None = None
         self._deadline = 0.0
 
+    @property
+    def busy(self) -> bool:
+        return self.state == "starting"
+
     def connection_file(self) -> Path:
         configured = self.settings().connection_file
         return Path(configured).expanduser() if configured else default_connection_file()

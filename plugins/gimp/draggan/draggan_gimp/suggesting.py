@@ -40,6 +40,10 @@ class Suggester:
         self._job: Any = None
         self._session = ""
 
+    @property
+    def busy(self) -> bool:
+        return self.state == "running"
+
     def start(self) -> str:
         try:
             self._conn = self.connect(self.settings(), hello_timeout=3.0)
