@@ -82,6 +82,21 @@ def run_app(cmd: list[str], env: dict[str, str], timeout: float) -> subprocess.C
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
+CHECK_PLUGINS = ROOT / "tests" / "krita_app" / "pykrita"
+
+
+def install_check_plugin(prof: Path, name: str) -> None:
+    """A test-only check plugin (tests/krita_app/pykrita/NAME) installed and enabled in the profile `prof`, with
+    the runner the check plugins share."""
+    pykrita = prof / "data" / "krita" / "pykrita"
+    shutil.copytree(CHECK_PLUGINS / name, pykrita / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(CHECK_PLUGINS / f"{name}.desktop", pykrita)
+    shutil.copy(CHECK_PLUGINS / "draggan_check_runner.py", pykrita)
+    from draggan_daemon.plugin_install import krita as inst
+
+    inst.enable_in_kritarc(prof / "config" / "kritarc", name)
+
+
 def install_into_profile(plugin_zip: Path, base: Path) -> tuple[Path, dict[str, str]]:
     """A clean profile (base/profile; `base` a folder the Krita under test can see, KritaInstall.workdir) with the
     plugin installed from its zip by the project's installer; returns the profile and the environment for a Krita

@@ -11,18 +11,23 @@ It runs against each Krita of tests/krita_env.py (the host's 5.1 and the trixie 
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 from draggan_daemon.engine import inversion
-from draggan_daemon.plugin_install import krita as inst
 from krita_env import use
 from test_daemon_support import running_daemon
-from test_krita_app import ROOT, install_into_profile, keep_artifacts, krita, plugin_zip, run_krita_gui, workdir
+from test_krita_app import (
+    install_check_plugin,
+    install_into_profile,
+    keep_artifacts,
+    krita,
+    plugin_zip,
+    run_krita_gui,
+    workdir,
+)
 
 __all__ = ["krita", "plugin_zip", "workdir"]  # fixtures, used by name
 
-CHECK_PLUGIN = ROOT / "tests" / "krita_app" / "pykrita"
 CHECK_NAME = "draggan_documents_check"
 
 
@@ -48,10 +53,7 @@ def quick_daemon(tmp_path_factory):
 def test_docker_on_documents_like_artists_own(krita, plugin_zip, quick_daemon, workdir):
     use(krita, gui=True)
     prof, env = install_into_profile(plugin_zip, workdir)
-    pykrita = prof / "data" / "krita" / "pykrita"
-    shutil.copytree(CHECK_PLUGIN / CHECK_NAME, pykrita / CHECK_NAME, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(CHECK_PLUGIN / f"{CHECK_NAME}.desktop", pykrita)
-    inst.enable_in_kritarc(prof / "config" / "kritarc", CHECK_NAME)
+    install_check_plugin(prof, CHECK_NAME)
     result = workdir / "documents.json"
     out = krita.artifacts if krita.root is None else workdir / "out"
     env.update(

@@ -12,17 +12,14 @@ daemon runs in this process with the small test generator (see test_krita_docume
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
-from draggan_daemon.plugin_install import krita as inst
 from krita_env import use
-from test_krita_app import ROOT, install_into_profile, krita, plugin_zip, run_krita_gui, workdir
+from test_krita_app import install_check_plugin, install_into_profile, krita, plugin_zip, run_krita_gui, workdir
 from test_krita_documents import quick_daemon
 
 __all__ = ["krita", "plugin_zip", "quick_daemon", "workdir"]  # fixtures, used by name
 
-CHECK_PLUGIN = ROOT / "tests" / "krita_app" / "pykrita"
 CHECK_NAME = "draggan_frames_check"
 
 
@@ -31,10 +28,7 @@ CHECK_NAME = "draggan_frames_check"
 def test_apply_as_animation_puts_the_frames_on_the_timeline(krita, plugin_zip, quick_daemon, workdir):
     use(krita, gui=True)
     prof, env = install_into_profile(plugin_zip, workdir)
-    pykrita = prof / "data" / "krita" / "pykrita"
-    shutil.copytree(CHECK_PLUGIN / CHECK_NAME, pykrita / CHECK_NAME, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(CHECK_PLUGIN / f"{CHECK_NAME}.desktop", pykrita)
-    inst.enable_in_kritarc(prof / "config" / "kritarc", CHECK_NAME)
+    install_check_plugin(prof, CHECK_NAME)
     result = workdir / "frames.json"
     env.update(DRAGGAN_CONNECTION_FILE=krita.place(quick_daemon, workdir), DRAGGAN_FRAMES_CHECK=krita.inside(result))
     r, res = run_krita_gui(krita, env, result, "krita_frames.log", "krita_frames.json", 240)

@@ -11,20 +11,17 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import threading
 import time
 
 import pytest
-from draggan_daemon.plugin_install import krita as inst
 from gimp_env import spawn_daemon_process
 from krita_env import use
-from test_krita_app import ROOT, install_into_profile, krita, plugin_zip, run_krita_gui, workdir
+from test_krita_app import install_check_plugin, install_into_profile, krita, plugin_zip, run_krita_gui, workdir
 
 __all__ = ["krita", "plugin_zip", "workdir"]  # fixtures, used by name
 
-CHECK_PLUGIN = ROOT / "tests" / "krita_app" / "pykrita"
 CHECK_NAME = "draggan_lost_check"
 REPORTED_WITHIN = 5.0
 
@@ -49,10 +46,7 @@ def test_a_frozen_daemon_is_reported_within_5_s(krita, plugin_zip, workdir, tmp_
     watcher = threading.Thread(target=freeze_when_dragging, daemon=True)
     try:
         prof, env = install_into_profile(plugin_zip, workdir)
-        pykrita = prof / "data" / "krita" / "pykrita"
-        shutil.copytree(CHECK_PLUGIN / CHECK_NAME, pykrita / CHECK_NAME, ignore=shutil.ignore_patterns("__pycache__"))
-        shutil.copy(CHECK_PLUGIN / f"{CHECK_NAME}.desktop", pykrita)
-        inst.enable_in_kritarc(prof / "config" / "kritarc", CHECK_NAME)
+        install_check_plugin(prof, CHECK_NAME)
         result = workdir / "lost.json"
         env.update(
             DRAGGAN_CONNECTION_FILE=krita.place(tmp_path / "daemon.json", workdir),

@@ -9,16 +9,13 @@ its zip) records the facts and checks the plugin's own code on them; no daemon i
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
-from draggan_daemon.plugin_install import krita as inst
 from krita_env import use
-from test_krita_app import ROOT, install_into_profile, krita, plugin_zip, run_krita_gui, workdir
+from test_krita_app import install_check_plugin, install_into_profile, krita, plugin_zip, run_krita_gui, workdir
 
 __all__ = ["krita", "plugin_zip", "workdir"]  # fixtures, used by name
 
-CHECK_PLUGIN = ROOT / "tests" / "krita_app" / "pykrita"
 CHECK_NAME = "draggan_versions_check"
 
 
@@ -27,10 +24,7 @@ CHECK_NAME = "draggan_versions_check"
 def test_what_the_plugin_relies_on_in_this_krita(krita, plugin_zip, workdir):
     use(krita, gui=True)
     prof, env = install_into_profile(plugin_zip, workdir)
-    pykrita = prof / "data" / "krita" / "pykrita"
-    shutil.copytree(CHECK_PLUGIN / CHECK_NAME, pykrita / CHECK_NAME, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(CHECK_PLUGIN / f"{CHECK_NAME}.desktop", pykrita)
-    inst.enable_in_kritarc(prof / "config" / "kritarc", CHECK_NAME)
+    install_check_plugin(prof, CHECK_NAME)
     result = workdir / "versions.json"
     env.update(
         DRAGGAN_VERSIONS_CHECK=str(result),

@@ -10,13 +10,12 @@ result, the document's clip range, and what one undo after another takes away un
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
-import traceback
 from typing import Any
 
-from krita import Extension, Krita
+from draggan_check_runner import ScenarioCheck, register
+from krita import Krita
 
 RESULT = os.environ.get("DRAGGAN_FRAMES_CHECK")
 SIDE = 64
@@ -26,33 +25,8 @@ def digest(data: Any) -> str:
     return hashlib.sha256(bytes(data)).hexdigest()[:16]
 
 
-class Check:
-    def __init__(self) -> None:
-        self.res: dict[str, Any] = {"ok": False}
-        self.started = False
-
-    def start(self) -> None:
-        from PyQt5.QtCore import QTimer
-
-        if self.started:
-            return
-        self.started = True
-        self.steps = self.scenario()
-        QTimer.singleShot(800, self.advance)
-        QTimer.singleShot(200_000, lambda: self.finish("the check took over 200 s"))
-
-    def advance(self) -> None:
-        from PyQt5.QtCore import QTimer
-
-        try:
-            wait = next(self.steps)
-        except StopIteration:
-            self.finish(None)
-            return
-        except Exception:
-            self.finish(traceback.format_exc())
-            return
-        QTimer.singleShot(int(wait), self.advance)
+class Check(ScenarioCheck):
+    error_key = "error_in_check"
 
     def scenario(self):
         from draggan_krita import controller as ctl
@@ -144,31 +118,5 @@ class Check:
         r["undo_walk"] = walked
         yield 100
 
-    def finish(self, error: str | None) -> None:
-        if self.res.get("finished"):
-            return
-        self.res["finished"] = True
-        if error:
-            self.res["error_in_check"] = error
-        self.res["ok"] = not error
-        with open(RESULT, "w", encoding="utf-8") as fh:
-            json.dump(self.res, fh, indent=1, default=str)
-        os._exit(0 if self.res["ok"] else 1)
 
-
-class FramesCheck(Extension):
-    def __init__(self, parent: Any) -> None:
-        super().__init__(parent)
-        self.check: Check | None = None
-
-    def setup(self) -> None:
-        if RESULT:
-            self.check = Check()
-            Krita.instance().notifier().setActive(True)
-            Krita.instance().notifier().windowCreated.connect(self.check.start)
-
-    def createActions(self, window: Any) -> None:
-        pass
-
-
-Krita.instance().addExtension(FramesCheck(Krita.instance()))
+register(lambda: Check(RESULT, 200), RESULT)

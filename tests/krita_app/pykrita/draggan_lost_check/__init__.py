@@ -9,46 +9,19 @@ writes when the docker went back to idle (wall clock, shared with the test), its
 
 from __future__ import annotations
 
-import json
 import os
 import time
-import traceback
-from typing import Any
 
-from krita import Extension, Krita
+from draggan_check_runner import ScenarioCheck, register
+from krita import Krita
 
 RESULT = os.environ.get("DRAGGAN_LOST_CHECK")
 WORK = os.environ.get("DRAGGAN_LOST_WORK", "")
 SIDE = 64
 
 
-class Check:
-    def __init__(self) -> None:
-        self.res: dict[str, Any] = {"ok": False}
-        self.started = False
-
-    def start(self) -> None:
-        from PyQt5.QtCore import QTimer
-
-        if self.started:
-            return
-        self.started = True
-        self.steps = self.scenario()
-        QTimer.singleShot(800, self.advance)
-        QTimer.singleShot(240_000, lambda: self.finish("the check took over 240 s"))
-
-    def advance(self) -> None:
-        from PyQt5.QtCore import QTimer
-
-        try:
-            wait = next(self.steps)
-        except StopIteration:
-            self.finish(None)
-            return
-        except Exception:
-            self.finish(traceback.format_exc())
-            return
-        QTimer.singleShot(int(wait), self.advance)
+class Check(ScenarioCheck):
+    error_key = "error_in_check"  # "error" is the docker's error text
 
     def scenario(self):
         from draggan_krita import controller as ctl
@@ -109,31 +82,5 @@ class Check:
         self.res["layers"] = [n.name() for n in doc.rootNode().childNodes()]
         yield 100
 
-    def finish(self, error: str | None) -> None:
-        if self.res.get("finished"):
-            return
-        self.res["finished"] = True
-        if error:
-            self.res["error_in_check"] = error
-        self.res["ok"] = not error
-        with open(RESULT, "w", encoding="utf-8") as fh:
-            json.dump(self.res, fh, indent=1, default=str)
-        os._exit(0 if self.res["ok"] else 1)
 
-
-class LostCheck(Extension):
-    def __init__(self, parent: Any) -> None:
-        super().__init__(parent)
-        self.check: Check | None = None
-
-    def setup(self) -> None:
-        if RESULT:
-            self.check = Check()
-            Krita.instance().notifier().setActive(True)
-            Krita.instance().notifier().windowCreated.connect(self.check.start)
-
-    def createActions(self, window: Any) -> None:
-        pass
-
-
-Krita.instance().addExtension(LostCheck(Krita.instance()))
+register(lambda: Check(RESULT, 240), RESULT)

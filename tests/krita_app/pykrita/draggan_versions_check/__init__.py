@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 import os
 import time
-import traceback
 from collections.abc import Iterator
 from typing import Any
 
-from krita import Extension, Krita
+from draggan_check_runner import ScenarioCheck, register
+from krita import Krita
 
 RESULT = os.environ.get("DRAGGAN_VERSIONS_CHECK")
 W, H = 200, 160
@@ -37,37 +37,15 @@ def near(a: list[list[float]], b: list[list[float]], tol: float = 0.05) -> bool:
     )
 
 
-class Check:
+class Check(ScenarioCheck):
     def __init__(self, result_path: str) -> None:
-        self.result_path = result_path
+        super().__init__(result_path, float(os.environ.get("DRAGGAN_VERSIONS_TIMEOUT", "120")))
         self.work = os.environ.get("DRAGGAN_VERSIONS_WORK") or os.path.dirname(result_path)
-        self.res: dict[str, Any] = {"ok": False, "checks": {}, "facts": {}}
+        self.res.update(checks={}, facts={})
         self.t0 = time.monotonic()
-        self.started = False
 
-    def start(self) -> None:
-        from PyQt5.QtCore import QTimer
-
-        if self.started:
-            return
-        self.started = True
-        self.steps = self.scenario()
-        QTimer.singleShot(800, self.advance)
-        limit = float(os.environ.get("DRAGGAN_VERSIONS_TIMEOUT", "120"))
-        QTimer.singleShot(int(limit * 1000), lambda: self.finish(f"the whole check took over {limit:.0f} s"))
-
-    def advance(self) -> None:
-        from PyQt5.QtCore import QTimer
-
-        try:
-            wait = next(self.steps)
-        except StopIteration:
-            self.finish(None)
-            return
-        except Exception:
-            self.finish(traceback.format_exc())
-            return
-        QTimer.singleShot(int(wait), self.advance)
+    def passed(self) -> bool:
+        return bool(self.res["checks"]) and all(self.res["checks"].values())
 
     def check(self, name: str, value: bool, detail: Any = None) -> None:
         self.res["checks"][name] = bool(value)
@@ -194,31 +172,11 @@ class Check:
     def finish(self, error: str | None) -> None:
         if self.res.get("finished"):
             return
-        self.res["finished"] = True
         if error:
-            self.res["error"] = error
             log("error", error)
         self.res["seconds"] = round(time.monotonic() - self.t0, 2)
-        self.res["ok"] = not error and bool(self.res["checks"]) and all(self.res["checks"].values())
-        with open(self.result_path, "w", encoding="utf-8") as fh:
-            json.dump(self.res, fh, indent=1, default=str)
-        log("result", json.dumps(self.res, default=str))
-        os._exit(0 if self.res["ok"] else 1)
+        log("result", json.dumps({**self.res, "error": error}, default=str))
+        super().finish(error)
 
 
-class VersionsCheck(Extension):
-    def __init__(self, parent: Any) -> None:
-        super().__init__(parent)
-        self.check: Check | None = None
-
-    def setup(self) -> None:
-        if RESULT:
-            self.check = Check(RESULT)
-            Krita.instance().notifier().setActive(True)
-            Krita.instance().notifier().windowCreated.connect(self.check.start)
-
-    def createActions(self, window: Any) -> None:
-        pass
-
-
-Krita.instance().addExtension(VersionsCheck(Krita.instance()))
+register(lambda: Check(RESULT), RESULT)
