@@ -236,12 +236,9 @@ class Client:
         within milliseconds, even while it computes."""
         limit = lost_after if lost_after is not None else max(LOST_AFTER, 4 * self.heartbeat_interval)
         job = Job(msg_type, fit_first=fit_first, max_steps=max_steps, lost_after=limit)
-        job.start(self._send_for_job, msg_type, content, buffers)
+        job.start(self.send, msg_type, content, buffers)
         self._job_started[job.request_id or ""] = time.monotonic()
         return job
-
-    def _send_for_job(self, msg_type: str, content: dict, buffers: list) -> str:
-        return self.send(msg_type, content, buffers)
 
     def follow(self, job: Job, timeout: float = 0.0) -> list[Message]:
         """The job's messages that have arrived, waiting at most `timeout` s for the first; other messages are kept
@@ -250,7 +247,7 @@ class Client:
         mine: list[Message] = []
         kept: list[Message] = []
         for m in self._inbox:
-            (mine if job.handle(m, self._send_for_job) else kept).append(m)
+            (mine if job.handle(m, self.send) else kept).append(m)
         self._inbox.clear()
         self._inbox.extend(kept)
         deadline = time.monotonic() + (0.0 if mine else timeout)
@@ -260,7 +257,7 @@ class Client:
                 if time.monotonic() >= deadline:
                     break
                 continue
-            if job.handle(msg, self._send_for_job):
+            if job.handle(msg, self.send):
                 mine.append(msg)
                 deadline = 0.0  # drain what is already there, then return
             else:

@@ -18,6 +18,7 @@ from typing import Any
 from draggan_protocol import Client, DaemonError, DaemonUnreachable, arrival_text, drag_request, fallback_text
 from draggan_protocol import parameters as table
 from draggan_protocol.jobs import Job
+from draggan_protocol.progress import plural
 
 
 def parse_pair(text: str) -> tuple[float, float, float, float]:
@@ -334,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         handles = ", ".join(f"({x:.1f},{y:.1f})" for x, y in done.get("measured", done.get("handles", [])))
         extra = fallback_text(done)
         print(
-            f"draggan edit: {done.get('state')} after {steps} step{'' if steps == 1 else 's'} in "
+            f"draggan edit: {done.get('state')} after {plural(steps, 'step')} in "
             f"{time.monotonic() - t0:.1f} s. {arrival_text(done)}; the handles' content is now at {handles}. "
             f"Wrote {args.output}" + (f". {extra}" if extra else ""),
             file=sys.stderr,

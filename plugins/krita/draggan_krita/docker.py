@@ -393,7 +393,7 @@ class DragPanel(QWidget):
         self.region_label.setText(kdoc.describe_region())
         pairs = kdoc.pairs()
         for i, p in enumerate(pairs, 1):
-            self.pairs_list.addItem(f"{i}: ({p.hx:.0f}, {p.hy:.0f}) → ({p.tx:.0f}, {p.ty:.0f})")
+            self.pairs_list.addItem(f"{i}: {p.text()}")
         if kdoc.points_layer() is None:
             self.points_label.setText("Points: press “Points layer”, then draw lines")
         else:

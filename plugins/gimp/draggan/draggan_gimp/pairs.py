@@ -37,16 +37,11 @@ class PairsResult:
             return found
         return f"{found}, {len(self.skipped)} stroke{'s' if len(self.skipped) != 1 else ''} skipped"
 
-    def in_image(self, point: Point) -> Point:
-        """A layer-coordinate point where the image's rulers put it."""
-        return (point[0] + self.offset[0], point[1] + self.offset[1])
-
     def describe(self) -> list[str]:
         """One line per pair and per skipped stroke, in image coordinates, for the dialog and for error messages."""
         lines = []
-        for p in self.pairs:
-            (hx, hy), (tx, ty) = self.in_image(p.handle), self.in_image(p.target)
-            lines.append(f"stroke {p.index + 1}: ({hx:.0f}, {hy:.0f}) -> ({tx:.0f}, {ty:.0f})")
+        for p in self.pairs:  # where the image's rulers put them
+            lines.append(f"stroke {p.index + 1}: {p.shifted(*self.offset).text('->')}")
         lines += [f"stroke {i + 1}: skipped, {why}" for i, why in self.skipped]
         return lines
 

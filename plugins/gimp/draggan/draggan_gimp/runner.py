@@ -285,7 +285,7 @@ class Conversation:
         if job.state == LOST:
             raise DaemonLost(lost_while(self.client.daemon_silent_for(), what))
         if job.state == REFUSED:
-            raise PluginError(f"DragGAN failed while {what}: {job.error}")
+            raise daemon_error_to_plugin_error(job.refusal, what)
         return job.result
 
 
