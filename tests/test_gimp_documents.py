@@ -277,6 +277,7 @@ def test_dialog_in_real_gimp(documents: DocumentsSession, xvfb_display: str, tmp
     assert shown["seed_sensitive"] == {"True": False, "False": True}  # greyed out while the layer is fitted
     suggested = shown["suggested"]  # the only model is the best; the model box then names it
     assert suggested["state"] == "done" and suggested["best"] == "builtin-test", suggested
+    assert suggested["button_sensitive"], suggested  # pressable again
     assert suggested["text"].startswith("Best fit: builtin-test (") and suggested["model"] == "builtin-test"
 
     assert c["dialog_cancel"]["status"] == "cancel" and not c["dialog_cancel"]["dirty_after"], c["dialog_cancel"]

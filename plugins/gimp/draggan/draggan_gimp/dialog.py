@@ -243,7 +243,8 @@ def _probe(
     if orders.get("suggest") and suggest_button is not None:
         _press_and_wait(suggest_button, suggester, 90)
         suggested = {"state": suggester.state, "text": suggester.text, "best": suggester.best,
-                     "model": config.get_property("model")}  # fmt: skip
+                     "model": config.get_property("model"),
+                     "button_sensitive": suggest_button.get_sensitive()}  # fmt: skip
     if orders.get("screenshot"):
         window = dialog.get_window()
         shot = Gdk.pixbuf_get_from_window(window, 0, 0, window.get_width(), window.get_height())
