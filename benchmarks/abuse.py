@@ -2,16 +2,18 @@
 replayer cost a real `draggan serve` on loopback. A benchmark, not a test: it prints and records what it sees.
 
 Rows:
-  keyless flood (F1)   N peers that do not hold the key each send one message of 4 frames of --frame-mib MiB:
-                       the daemon's RSS growth (VmRSS of its process) and a legitimate client's heartbeat round trips
-                       during it (p50 / p99). The issue's budget: growth <= 64 MiB, p99 <= 100 ms (255-MiB frames).
+  keyless flood (F1)   N times three peers that do not hold the key: one speaking the NULL mechanism and one PLAIN
+                       with a made-up key, each sending one message of 4 frames of --frame-mib MiB, and one that
+                       declares a HELLO command of --frame-mib MiB and streams it: the daemon's RSS growth (VmRSS of
+                       its process) and a legitimate client's heartbeat round trips during it (p50 / p99). The
+                       issue's budget: growth <= 64 MiB, p99 <= 100 ms (255-MiB frames).
   slow reader (F3)     a client opens a 2048x2048 layer session and sends --results get_result (BGRA8) without
                        reading a reply: RSS growth after the daemon has had time to queue them (budget <= 64 MiB).
   killed client (F5)   a client process dragging for thousands of steps is SIGKILLed: seconds until another client
                        sees the device queue free (budget <= 5 s).
   replays (F6)         one signed drag request sent again --replays times: how many were refused (budget: all).
 
-Usage: python benchmarks/abuse.py [--peers 4] [--frame-mib 64] [--results 60] [--replays 100]
+Usage: python benchmarks/abuse.py [--peers 4] [--frame-mib 255] [--results 60] [--replays 100]
 Figures go to the measurements file (benchmarks/RESULTS.md).
 """
 
@@ -53,6 +55,27 @@ def start_daemon(folder: Path) -> tuple[subprocess.Popen, Path]:
     return proc, conn
 
 
+def huge_hello(endpoint: str, frame_mib: int, done: threading.Event) -> None:
+    """A stranger that speaks PLAIN by hand and declares a HELLO command of `frame_mib` MiB, then streams it."""
+    import socket
+    import struct
+
+    from draggan_protocol.zmtp import greeting
+
+    host, port = endpoint.rsplit("//", 1)[1].rsplit(":", 1)
+    with socket.create_connection((host, int(port))) as sock:
+        sock.settimeout(0.5)
+        try:
+            sock.sendall(greeting(b"PLAIN") + bytes([0x06]) + struct.pack(">Q", frame_mib * MIB) + b"\x05HELLO")
+            chunk = bytes(MIB)
+            for _ in range(frame_mib):
+                if done.is_set():
+                    break
+                sock.sendall(chunk)
+        except OSError:
+            pass  # the daemon hung up: what it should do
+
+
 def keyless_flood(conn: Path, pid: int, peers: int, frame_mib: int) -> dict[str, float]:
     from draggan_protocol import Client, read_connection_file
 
@@ -75,14 +98,21 @@ def keyless_flood(conn: Path, pid: int, peers: int, frame_mib: int) -> dict[str,
     beat.start()
     time.sleep(0.5)
     frame = bytes(frame_mib * MIB)
-    socks, peak = [], before
+    socks, raws, peak = [], [], before
+    message = [b"<DRAGGAN|MSG>", b"not-a-signature", b"{}", b"{}", frame, frame, frame, frame]
     for _ in range(peers):
-        s = ctx.socket(zmq.DEALER)
-        s.setsockopt(zmq.LINGER, 0)
-        s.setsockopt(zmq.SNDHWM, 1)
-        s.connect(info.endpoint)
-        s.send_multipart([b"<DRAGGAN|MSG>", b"not-a-signature", b"{}", b"{}", frame, frame, frame, frame], copy=False)
-        socks.append(s)
+        # a 1.x-style peer (NULL mechanism) and one with a made-up key (PLAIN): libzmq queues the message for them
+        for password in (None, b"made-up"):
+            s = ctx.socket(zmq.DEALER)
+            s.setsockopt(zmq.LINGER, 0)
+            s.setsockopt(zmq.SNDHWM, 1)
+            if password is not None:
+                s.plain_username, s.plain_password = b"draggan", password
+            s.connect(info.endpoint)
+            s.send_multipart(message, copy=False)
+            socks.append(s)
+        raws.append(threading.Thread(target=huge_hello, args=(info.endpoint, frame_mib, done), daemon=True))
+        raws[-1].start()
     end = time.monotonic() + max(5.0, 0.05 * frame_mib * peers)
     while time.monotonic() < end:
         peak = max(peak, rss_mib(pid))
@@ -91,6 +121,8 @@ def keyless_flood(conn: Path, pid: int, peers: int, frame_mib: int) -> dict[str,
     beat.join(10)
     for s in socks:
         s.close(0)
+    for t in raws:
+        t.join(10)
     rtts.sort()
     p99 = rtts[min(len(rtts) - 1, int(0.99 * len(rtts)))] if rtts else float("nan")
     return {
@@ -188,7 +220,9 @@ def replays(conn: Path, count: int) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--peers", type=int, default=4)
-    ap.add_argument("--frame-mib", type=int, default=64, help="each keyless peer sends 4 frames this large")
+    ap.add_argument(
+        "--frame-mib", type=int, default=255, help="each keyless peer sends 4 frames (or a HELLO) this large"
+    )
     ap.add_argument("--results", type=int, default=60)
     ap.add_argument("--replays", type=int, default=100)
     args = ap.parse_args(argv)

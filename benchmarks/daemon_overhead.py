@@ -21,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -60,10 +61,22 @@ def _raw_server(port_queue: mp.Queue) -> None:
         router.send_multipart([ident, *reply], copy=False)
 
 
+def _admit(ctx: zmq.Context) -> None:
+    from draggan_daemon.server.admission import Admission
+    from draggan_protocol.signing import plain_credentials
+
+    admission = Admission(ctx, password=plain_credentials(KEY))
+    while admission.socket.poll():
+        admission.handle()
+
+
 def _protocol_server(port_queue: mp.Queue) -> None:
     """The daemon's receive path (decode, verify, validate, buffer checks) and send path, without the engine."""
     ctx = zmq.Context()
+    threading.Thread(target=_admit, args=(ctx,), daemon=True).start()
+    time.sleep(0.2)  # the ZAP handler is bound before the first handshake
     router = ctx.socket(zmq.ROUTER)
+    router.plain_server = True  # the daemon's mechanism and key check (admission.py), on a thread of its own
     port_queue.put(router.bind_to_random_port("tcp://127.0.0.1"))
     signer = Signer(KEY)
     while True:

@@ -37,7 +37,8 @@ from .connection import ConnectionInfo, read_connection_file
 from .errors import DaemonError, DaemonUnreachable, ProtocolError
 from .framing import Message, decode, encode, make_header
 from .jobs import LOST, LOST_AFTER, REFUSED, Job
-from .signing import Signer
+from .signing import Signer, plain_credentials
+from .spec import DEFAULT_LIMITS
 from .transport import Transport, open_transport
 
 log = logging.getLogger("draggan_protocol.client")
@@ -87,7 +88,11 @@ class Client:
         self.client_name = client_name
         self.signer = Signer(key)
         self.transport = transport or open_transport(
-            endpoint, identity=self.client_id.encode("ascii"), curve=curve, prefer=transport_kind
+            endpoint,
+            identity=self.client_id.encode("ascii"),
+            curve=curve,
+            plain=None if curve else plain_credentials(key),
+            prefer=transport_kind,
         )
         self.heartbeat_interval = heartbeat_interval
         self._inbox: deque[Message] = deque(maxlen=4096)  # unclaimed messages; bounded for scripts that never poll
@@ -122,7 +127,8 @@ class Client:
     def send(self, msg_type: str, content: dict[str, Any] | None = None, buffers: Sequence[Any] = ()) -> str:
         """Sign and send one request; returns its msg_id (replies and job events carry it as `parent`)."""
         header = make_header(msg_type, self.client_id)
-        self.transport.send_multipart(encode(header, content or {}, list(buffers), self.signer))
+        frame_bytes = (self.limits or {}).get("max_frame_bytes", DEFAULT_LIMITS["max_frame_bytes"])
+        self.transport.send_multipart(encode(header, content or {}, list(buffers), self.signer, frame_bytes))
         self._last_tx = time.monotonic()
         return header["msg_id"]
 

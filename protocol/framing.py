@@ -1,8 +1,10 @@
 """Turning messages into signed ZeroMQ multipart frames and back, defensively.
 
-Wire layout after the routing envelope: [DELIMITER, signature, header, content, *buffers]
+Wire layout after the routing envelope: [DELIMITER, signature, header, content, *buffer frames]
 (header and content are msgpack maps; buffers are raw bytes such as RGBA8 pixels, never msgpack-encoded,
-so a 64 MiB layer is neither copied into nor parsed out of msgpack).
+so a 64 MiB layer is neither copied into nor parsed out of msgpack). A buffer larger than `max_frame_bytes`
+travels as several frames (2.0): the per-frame cap is what bounds the memory a peer can make libzmq hold
+before anyone has checked who it is.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import msgpack
 
 from .errors import ProtocolError
 from .signing import Signer
-from .spec import DEFAULT_LIMITS, DELIMITER, PROTOCOL_MAJOR, PROTOCOL_VERSION, ErrorCode
+from .spec import DEFAULT_LIMITS, DELIMITER, PROTOCOL_MAJOR, PROTOCOL_VERSION, ErrorCode, message_bounds
 
 _VERSION_RE = re.compile(r"^(\d{1,4})\.(\d{1,4})$")
 _HEADER_STR_FIELDS = ("msg_id", "msg_type", "version", "session", "date")
@@ -75,12 +77,68 @@ def pack(obj: Any) -> bytes:
     return msgpack.packb(obj, use_bin_type=True)
 
 
-def encode(header: dict[str, Any], content: dict[str, Any], buffers: list[Any], signer: Signer) -> list[Any]:
-    """Frames for one message (without routing envelope). Buffers pass through untouched (zero-copy)."""
-    h = pack(header)
-    c = pack(content)
-    parts = [h, c, *buffers]
+def split_buffer(buffer: Any, max_frame_bytes: int) -> list[Any]:
+    """A buffer as zero-copy frames of at most `max_frame_bytes` (one frame when it fits)."""
+    view = memoryview(buffer)
+    if view.ndim != 1 or view.itemsize != 1:
+        view = view.cast("B")
+    if view.nbytes <= max_frame_bytes:
+        return [buffer]
+    return [view[i : i + max_frame_bytes] for i in range(0, view.nbytes, max_frame_bytes)]
+
+
+def encode(
+    header: dict[str, Any],
+    content: dict[str, Any],
+    buffers: list[Any],
+    signer: Signer,
+    max_frame_bytes: int = DEFAULT_LIMITS["max_frame_bytes"],
+) -> list[Any]:
+    """Frames for one message (without routing envelope). Buffers pass through untouched (zero-copy); one larger
+    than `max_frame_bytes` travels as several frames, counted in `header.buffer_frames` (2.0, §2)."""
+    frames: list[Any] = []
+    counts: list[int] = []
+    for b in buffers:
+        parts = split_buffer(b, max_frame_bytes)
+        frames.extend(parts)
+        counts.append(len(parts))
+    if any(n > 1 for n in counts):
+        header = {**header, "buffer_frames": counts}
+    parts = [pack(header), pack(content), *frames]
     return [DELIMITER, signer.sign(parts), *parts]
+
+
+def _join_buffers(frames: list[Any], counts: Any, lim: dict[str, int]) -> list[Any]:
+    """The buffers of a message from its buffer frames and `header.buffer_frames` (absent: one frame each)."""
+    if counts is None:
+        counts = [1] * len(frames)
+    elif (
+        not isinstance(counts, list)
+        or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in counts)
+        or sum(counts) != len(frames)
+    ):
+        raise ProtocolError(
+            ErrorCode.BAD_HEADER,
+            f"header.buffer_frames must list how many of the {len(frames)} buffer frames each buffer takes",
+            field="buffer_frames",
+        )
+    if len(counts) > lim["max_buffers"]:
+        raise ProtocolError(ErrorCode.TOO_LARGE, f"{len(counts)} buffers, at most {lim['max_buffers']} allowed")
+    for i, f in enumerate(frames):
+        if len(f) > lim["max_frame_bytes"]:
+            raise ProtocolError(
+                ErrorCode.TOO_LARGE, f"buffer frame {i} of {len(f)} bytes exceeds {lim['max_frame_bytes']}"
+            )
+    buffers: list[Any] = []
+    at = 0
+    for i, n in enumerate(counts):
+        group = frames[at : at + n]
+        at += n
+        size = sum(len(f) for f in group)
+        if size > lim["max_buffer_bytes"]:
+            raise ProtocolError(ErrorCode.TOO_LARGE, f"buffer {i} of {size} bytes exceeds {lim['max_buffer_bytes']}")
+        buffers.append(group[0] if n == 1 else b"".join(group))
+    return buffers
 
 
 def _unpack_map(data: Any, what: str, code: str) -> dict[str, Any]:
@@ -105,14 +163,9 @@ def verify_limits(limits: dict[str, int] | None = None) -> tuple[int, int]:
 
     Every other check comes after the signature (a peer that has not proven the key gets no reply, not even
     `too_large`), so hashing is bounded first: a bigger message is dropped unverified, like an unsigned one.
-    The byte bound is the largest message a request can need (header, content, an RGBA layer of
-    `max_layer_pixels` and its A8 selection), and never more than `max_buffers` full frames; the frame count
-    leaves room for a few buffers too many, so a key holder that sends them still hears `too_large`.
+    The bounds are those of the largest message a request can need (`spec.message_bounds`).
     """
-    lim = {**DEFAULT_LIMITS, **(limits or {})}
-    frames = 2 * (4 + lim["max_buffers"])
-    payload = min(5 * lim["max_layer_pixels"], lim["max_buffers"] * lim["max_frame_bytes"])
-    return frames, lim["max_header_bytes"] + lim["max_content_bytes"] + payload
+    return message_bounds(limits)
 
 
 def decode(frames: list[Any], signer: Signer, limits: dict[str, int] | None = None) -> Message:
@@ -121,7 +174,7 @@ def decode(frames: list[Any], signer: Signer, limits: dict[str, int] | None = No
     SignatureError (no reply: the sender has not proven it holds the key) is raised for a missing or wrong
     signature and for anything that cannot be verified: fewer than 4 frames, or more frames or bytes than
     `verify_limits` allows (so hashing a large unsigned message stays bounded). Only then are the delimiter,
-    the buffer count and the frame sizes checked, so `bad_message` and `too_large` go to key holders only.
+    the buffer count and the frame and buffer sizes checked, so `bad_message` and `too_large` go to key holders only.
     The header's msg_id is attached to errors raised after it was read (`exc.parent_id`) so replies can point
     at the offending request.
     """
@@ -140,16 +193,11 @@ def decode(frames: list[Any], signer: Signer, limits: dict[str, int] | None = No
     delimiter = frames[0]
     if len(delimiter) != len(DELIMITER) or bytes(delimiter) != DELIMITER:
         raise ProtocolError(ErrorCode.BAD_MESSAGE, "first frame is not the message delimiter")
-    h_raw, c_raw, *buffers = signed
-    if len(buffers) > lim["max_buffers"]:
-        raise ProtocolError(ErrorCode.TOO_LARGE, f"{len(buffers)} buffers, at most {lim['max_buffers']} allowed")
+    h_raw, c_raw, *buffer_frames = signed
     if len(h_raw) > lim["max_header_bytes"]:
         raise ProtocolError(ErrorCode.TOO_LARGE, f"header of {len(h_raw)} bytes exceeds {lim['max_header_bytes']}")
     if len(c_raw) > lim["max_content_bytes"]:
         raise ProtocolError(ErrorCode.TOO_LARGE, f"content of {len(c_raw)} bytes exceeds {lim['max_content_bytes']}")
-    for i, b in enumerate(buffers):
-        if len(b) > lim["max_frame_bytes"]:
-            raise ProtocolError(ErrorCode.TOO_LARGE, f"buffer {i} of {len(b)} bytes exceeds {lim['max_frame_bytes']}")
     header = _unpack_map(h_raw, "header", ErrorCode.BAD_HEADER)
     msg_id = header.get("msg_id")
     try:
@@ -168,6 +216,7 @@ def decode(frames: list[Any], signer: Signer, limits: dict[str, int] | None = No
                 field="version",
                 supported=PROTOCOL_VERSION,
             )
+        buffers = _join_buffers(buffer_frames, header.get("buffer_frames"), lim)
         content = _unpack_map(c_raw, "content", ErrorCode.INVALID_CONTENT)
     except ProtocolError as exc:
         # Point the error reply at the request whenever its id is readable.

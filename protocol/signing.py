@@ -12,11 +12,24 @@ import os
 from collections.abc import Iterable
 
 SIGNATURE_LENGTH = 64  # lowercase hex of a SHA-256 digest
+PLAIN_USERNAME = b"draggan"
 
 
 def new_key() -> bytes:
     """A fresh random secret (32 bytes), written hex-encoded into the connection file."""
     return os.urandom(32)
+
+
+def plain_credentials(key: bytes | str) -> tuple[bytes, bytes]:
+    """(username, password) for ZeroMQ's PLAIN handshake with a loopback daemon (PROTOCOL.md §5).
+
+    The password is derived from the key (HMAC of a fixed label), never the key itself: PLAIN sends it in clear,
+    and a capture of the handshake must not yield the key that signs messages.
+    """
+    if isinstance(key, str):
+        key = key.encode("ascii")
+    digest = hmac.new(bytes(key), b"draggan-transport-password", hashlib.sha256).hexdigest()
+    return PLAIN_USERNAME, digest.encode("ascii")
 
 
 class Signer:

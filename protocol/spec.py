@@ -5,8 +5,8 @@ PROTOCOL.md is the normative text; this module is the same facts in code so that
 
 from __future__ import annotations
 
-PROTOCOL_VERSION = "1.1"
-PROTOCOL_MAJOR = 1
+PROTOCOL_VERSION = "2.0"
+PROTOCOL_MAJOR = 2
 
 # Frames after the ZeroMQ routing envelope: [DELIMITER, signature, header, content, *buffers].
 DELIMITER = b"<DRAGGAN|MSG>"
@@ -71,7 +71,8 @@ DEFAULT_LIMITS = {
     "max_header_bytes": 4096,
     "max_content_bytes": 256 * 1024,
     "max_buffers": 4,
-    "max_frame_bytes": 64 * 1024 * 1024 * 4,
+    "max_frame_bytes": 4 * 1024 * 1024,  # (2.0) one ZeroMQ frame: the most a peer can make the daemon hold unread
+    "max_buffer_bytes": 256 * 1024 * 1024,  # (2.0) one buffer, sent as several frames when larger than a frame
     "max_layer_side": 16384,
     "max_layer_pixels": 64 * 1024 * 1024,
     "max_total_pixels": 256 * 1024 * 1024,
@@ -82,9 +83,23 @@ DEFAULT_LIMITS = {
     "max_steps": 5000,
     "max_reply_backlog_bytes": 32 * 1024 * 1024,  # (1.1) result bytes a client may have queued or unsent
     "max_frames_bytes": 16 * 1024 * 1024,  # (1.1) per session: the compressed frames a drag may keep
+    "max_connections": 64,  # (2.0) connections open at once; one more is refused in its handshake
 }
 
 # How a drag's picture is made (1.1): the layer's own pixels moved by the generator's motion, or its picture.
 OUTPUT_MODES = ("transfer", "generator")
 
 PIXEL_FORMATS = {"RGBA8": 4, "BGRA8": 4, "A8": 1}
+
+
+def message_bounds(limits: dict[str, int] | None = None) -> tuple[int, int]:
+    """(most frames, most bytes after the signature) of the largest message a request can need (PROTOCOL.md §2).
+
+    The largest request is an RGBA layer of `max_layer_pixels` with its A8 selection, each buffer split into
+    frames of at most `max_frame_bytes`; the frame count leaves room for `max_buffers` more so that a key holder
+    sending a few buffers too many still hears `too_large` rather than nothing.
+    """
+    lim = {**DEFAULT_LIMITS, **(limits or {})}
+    payload = min(5 * lim["max_layer_pixels"], lim["max_buffers"] * lim["max_buffer_bytes"])
+    frames = 4 + 2 * lim["max_buffers"] + -(-payload // lim["max_frame_bytes"])
+    return frames, lim["max_header_bytes"] + lim["max_content_bytes"] + payload

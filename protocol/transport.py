@@ -3,10 +3,11 @@
 Two implementations share it, so the client code above never cares which one it got:
 
 - `PyZmqTransport` (here): a pyzmq DEALER socket. Used whenever pyzmq imports; the only one that speaks CURVE.
-- `draggan_protocol.zmtp.ZmtpDealer`: a pure-Python ZMTP 3.x DEALER over a plain TCP socket (NULL mechanism), for
-  hosts such as Krita's bundled Python where pyzmq cannot be installed. Its constructor is
-  `ZmtpDealer(endpoint: str, identity: bytes | None = None, ...)`; `endpoint` is ``tcp://HOST:PORT``; `identity`,
-  when given, is announced as the ZMTP ``Identity`` property in READY so the daemon's ROUTER routes by it.
+- `draggan_protocol.zmtp.ZmtpDealer`: a pure-Python ZMTP 3.x DEALER over a plain TCP socket (PLAIN or NULL
+  mechanism), for hosts such as Krita's bundled Python where pyzmq cannot be installed. Its constructor is
+  `ZmtpDealer(endpoint: str, identity: bytes | None = None, plain=(username, password) | None, ...)`; `endpoint`
+  is ``tcp://HOST:PORT``; `identity`, when given, is announced as the ZMTP ``Identity`` property so the daemon's
+  ROUTER routes by it.
 
 Interface (`Transport`):
     send_multipart(frames: list[bytes], timeout: float | None = None) -> None
@@ -21,7 +22,7 @@ Interface (`Transport`):
                                                         announced hello_reply.limits
 Failures that mean "the peer cannot be reached" raise `TransportError` (an OSError).
 
-Limits, the same for both transports (PROTOCOL.md §1): a frame over `MAX_FRAME_BYTES`, a message of more than
+Limits, the same for both transports (PROTOCOL.md §1): a frame over `MAX_FRAME_BYTES` (4 MiB), a message of more than
 `MAX_MESSAGE_FRAMES` frames or over `MAX_MESSAGE_BYTES` is the largest the protocol allows (§10 defaults), so a peer
 sending more is not a DragGAN daemon: the transport closes the connection and raises `TransportError`. At most
 `MAX_QUEUE_MESSAGES` received messages wait for the caller; beyond that the transport stops reading (TCP pushes
@@ -34,21 +35,18 @@ from __future__ import annotations
 import os
 from typing import Protocol, runtime_checkable
 
-from .spec import DEFAULT_LIMITS, DELIMITER
+from .spec import DEFAULT_LIMITS, DELIMITER, message_bounds
 
 
 def message_limits(limits: dict | None = None) -> dict[str, int]:
     """The transport's caps for a daemon's `limits` (hello_reply.limits; None = the defaults, PROTOCOL.md §10): the
-    largest message the protocol allows, [delimiter, signature, header, content, *buffers] (§2)."""
+    largest message the protocol allows, [delimiter, signature, header, content, *buffer frames] (§2)."""
     lim = {**DEFAULT_LIMITS, **(limits or {})}
+    frames, payload = message_bounds(lim)
     return {
         "max_frame_bytes": max(lim["max_frame_bytes"], lim["max_content_bytes"], lim["max_header_bytes"]),
-        "max_message_frames": 4 + lim["max_buffers"],
-        "max_message_bytes": len(DELIMITER)
-        + 64  # hex HMAC-SHA256
-        + lim["max_header_bytes"]
-        + lim["max_content_bytes"]
-        + lim["max_buffers"] * lim["max_frame_bytes"],
+        "max_message_frames": frames,
+        "max_message_bytes": len(DELIMITER) + 64 + payload,  # 64: the hex HMAC-SHA256
     }
 
 
@@ -98,7 +96,8 @@ class PyZmqTransport:
 
     `identity` becomes the socket's routing id so that a reconnect (same socket) keeps the same identity at the
     daemon, which keys session ownership on it. `curve` = (server_public, client_public, client_secret) as Z85
-    bytes turns on CURVE encryption (needed when the daemon listens beyond loopback).
+    bytes turns on CURVE encryption (needed when the daemon listens beyond loopback); else `plain` =
+    (username, password) answers the loopback daemon's PLAIN handshake (`signing.plain_credentials`).
 
     Limits as `ZmtpDealer`'s, with what libzmq offers: ZMQ_MAXMSGSIZE (per frame: libzmq drops a connection that
     declares a larger one), ZMQ_RCVHWM (the receive queue), ZMQ_HANDSHAKE_IVL (the connect deadline: a peer that
@@ -112,6 +111,7 @@ class PyZmqTransport:
         curve: tuple[bytes, bytes, bytes] | None = None,
         context: object | None = None,
         *,
+        plain: tuple[bytes, bytes] | None = None,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         send_timeout: float = DEFAULT_SEND_TIMEOUT,
         max_frame_bytes: int = MAX_FRAME_BYTES,
@@ -140,6 +140,8 @@ class PyZmqTransport:
             self._sock.curve_serverkey = server_public
             self._sock.curve_publickey = client_public
             self._sock.curve_secretkey = client_secret
+        elif plain is not None:
+            self._sock.plain_username, self._sock.plain_password = plain
         try:
             self._sock.connect(endpoint)
         except zmq.ZMQError as exc:
@@ -211,6 +213,7 @@ def open_transport(
     curve: tuple[bytes, bytes, bytes] | None = None,
     prefer: str | None = None,
     *,
+    plain: tuple[bytes, bytes] | None = None,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     send_timeout: float = DEFAULT_SEND_TIMEOUT,
 ) -> Transport:
@@ -219,7 +222,12 @@ def open_transport(
     choice = prefer or os.environ.get("DRAGGAN_TRANSPORT") or ("pyzmq" if have_pyzmq() else "zmtp")
     if choice == "pyzmq":
         return PyZmqTransport(
-            endpoint, identity=identity, curve=curve, connect_timeout=connect_timeout, send_timeout=send_timeout
+            endpoint,
+            identity=identity,
+            curve=curve,
+            plain=plain,
+            connect_timeout=connect_timeout,
+            send_timeout=send_timeout,
         )
     if choice != "zmtp":
         raise ValueError(f"unknown transport {choice!r} (expected 'pyzmq' or 'zmtp')")
@@ -227,4 +235,6 @@ def open_transport(
         raise TransportError("this daemon requires CURVE encryption, which needs pyzmq; use an SSH tunnel instead")
     from .zmtp import ZmtpDealer
 
-    return ZmtpDealer(endpoint, identity=identity, connect_timeout=connect_timeout, send_timeout=send_timeout)
+    return ZmtpDealer(
+        endpoint, identity=identity, plain=plain, connect_timeout=connect_timeout, send_timeout=send_timeout
+    )

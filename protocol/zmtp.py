@@ -1,9 +1,10 @@
-"""A pure-Python ZeroMQ DEALER (ZMTP 3.0, NULL security) over a plain TCP socket.
+"""A pure-Python ZeroMQ DEALER (ZMTP 3.0, PLAIN or NULL security) over a plain TCP socket.
 
 Why it exists: Krita's bundled Python (AppImage, Windows, macOS builds) has only the standard library and PyQt5, so
 pyzmq cannot be imported there. The daemon binds a libzmq ROUTER; this module speaks just enough of the wire
-protocol (https://rfc.zeromq.org/spec/23/) to be a DEALER peer of it: the 64-byte greeting, the READY handshake with
-``Socket-Type`` and ``Identity``, multipart messages with short and long frame sizes, and PING/PONG heartbeats.
+protocol (https://rfc.zeromq.org/spec/23/) to be a DEALER peer of it: the 64-byte greeting, the handshake with
+``Socket-Type`` and ``Identity`` (NULL: READY; PLAIN, which the daemon requires: HELLO with the connection key's
+password, WELCOME, INITIATE, READY), multipart messages with short and long frame sizes, and PING/PONG heartbeats.
 
 It implements the `draggan_protocol.transport.Transport` interface plus ``fileno()`` so a GUI can watch the socket
 with ``QSocketNotifier`` (after a notification, call ``recv_multipart(0)`` until it returns None: several messages
@@ -20,6 +21,7 @@ waited for.
 
 from __future__ import annotations
 
+import re
 import select
 import socket
 import struct
@@ -41,9 +43,23 @@ from .transport import (
 # Greeting: signature (0xFF, 8 padding bytes, 0x7F), version 3.0, mechanism, as-server flag, filler.
 _SIGNATURE_HEAD = b"\xff" + b"\x00" * 8 + b"\x7f"
 _VERSION = bytes([3, 0])
-_MECHANISM = b"NULL".ljust(20, b"\x00")
-GREETING = _SIGNATURE_HEAD + _VERSION + _MECHANISM + b"\x00" + b"\x00" * 31
+
+
+def greeting(mechanism: bytes = b"NULL") -> bytes:
+    """The 64-byte ZMTP 3.0 greeting of a client (as-server 0) offering `mechanism`."""
+    return _SIGNATURE_HEAD + _VERSION + mechanism.ljust(20, b"\x00") + b"\x00" + b"\x00" * 31
+
+
+GREETING = greeting()
 assert len(GREETING) == 64
+# libzmq 4.3's ERROR command for a refused handshake arrives with its name's first two bytes garbled (seen:
+# b"^RROR\x03400" where RFC 23 has b"\x05ERROR\x03400"): recognised by its tail, a 3-digit ZAP status.
+_LIBZMQ_ERROR = re.compile(rb".RROR\x03[0-9]{3}", re.DOTALL)
+# What libzmq's PLAIN server answers in ERROR when its ZAP handler refuses the credentials (RFC 27 status codes).
+_ZAP_REASONS = {
+    "400": "the daemon refused this connection's key: is the connection file that of the daemon now running?",
+    "500": "the daemon has too many connections open (or could not check the key); close some, then try again",
+}
 
 # Frame flag bits.
 FLAG_MORE = 0x01
@@ -130,6 +146,7 @@ class ZmtpDealer:
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         send_timeout: float = DEFAULT_SEND_TIMEOUT,
         *,
+        plain: tuple[bytes, bytes] | None = None,
         max_frame_bytes: int = MAX_FRAME_BYTES,
         max_message_frames: int = MAX_MESSAGE_FRAMES,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
@@ -141,6 +158,10 @@ class ZmtpDealer:
         deadline = time.monotonic() + connect_timeout
         self.endpoint = endpoint
         self.identity = identity
+        if plain is not None and not all(0 < len(x) <= 255 for x in plain):
+            raise ValueError("PLAIN username and password must be 1..255 bytes each")
+        self.plain = plain
+        self._welcomed = False  # PLAIN: the server's WELCOME came (then INITIATE goes, and READY must follow)
         self.send_timeout = send_timeout
         self.max_frame_bytes = max_frame_bytes
         self.max_message_frames = max_message_frames
@@ -284,18 +305,30 @@ class ZmtpDealer:
 
     # -- handshake --------------------------------------------------------------------------------------------------
 
-    def _handshake(self, deadline: float) -> None:
+    def _properties(self) -> bytes:
         props = {b"Socket-Type": b"DEALER"}
         if self.identity:
             props[b"Identity"] = self.identity
-        self._out.append(memoryview(GREETING + encode_command(b"READY", encode_properties(props))))
+        return encode_properties(props)
+
+    def _handshake(self, deadline: float) -> None:
+        """NULL: greeting and READY both ways. PLAIN (RFC 24): greeting, HELLO (username, password) → WELCOME,
+        INITIATE (our properties) → READY (the server's)."""
+        if self.plain is None:
+            opening = greeting(b"NULL") + encode_command(b"READY", self._properties())
+        else:
+            user, password = self.plain
+            hello = bytes([len(user)]) + user + bytes([len(password)]) + password
+            opening = greeting(b"PLAIN") + encode_command(b"HELLO", hello)
+        self._out.append(memoryview(opening))
         while not self._ready:
             self._write_some()
             self._read_some(deadline)
             if self._ready:
                 break
             if self._eof:
-                raise TransportError(f"{self.endpoint} closed the connection during the ZMTP handshake")
+                hint = " (DragGAN daemons since protocol 2 want the connection key)" if self.plain is None else ""
+                raise TransportError(f"{self.endpoint} closed the connection during the ZMTP handshake{hint}")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TransportError(f"no ZMTP handshake from {self.endpoint} in time (is it a ZeroMQ ROUTER?)")
@@ -308,9 +341,14 @@ class ZmtpDealer:
         if greeting[10] < 3:
             raise TransportError(f"{self.endpoint} speaks ZMTP {greeting[10]}.x; version 3 is required")
         mechanism = greeting[12:32].rstrip(b"\x00")
-        if mechanism != b"NULL":
+        ours = b"NULL" if self.plain is None else b"PLAIN"
+        if mechanism != ours:
             name = mechanism.decode("ascii", errors="replace")
-            if mechanism in (b"CURVE", b"PLAIN", b"GSSAPI"):
+            if mechanism == b"NULL":
+                raise TransportError(f"{self.endpoint} asks for no key: it is not a DragGAN daemon of protocol 2")
+            if mechanism == b"PLAIN":
+                raise TransportError(f"{self.endpoint} asks for the connection key (PLAIN); none was given")
+            if mechanism in (b"CURVE", b"GSSAPI"):
                 raise TransportError(f"the daemon requires the {name} security mechanism, which needs pyzmq")
             raise TransportError(f"{self.endpoint} offers an unknown ZMTP security mechanism {name!r}")
         self._greeted = True
@@ -320,17 +358,25 @@ class ZmtpDealer:
             raise TransportError("empty ZMTP command")
         nlen = body[0]
         name, data = bytes(body[1 : 1 + nlen]), body[1 + nlen :]
-        if name == b"READY":
+        if name == b"WELCOME" and self.plain is not None and not self._welcomed:
+            self._welcomed = True
+            self._out.append(memoryview(encode_command(b"INITIATE", self._properties())))
+        elif name == b"READY":
             if self._ready:
                 raise TransportError(f"{self.endpoint} sent a second READY command")
+            if self.plain is not None and not self._welcomed:
+                raise TransportError(f"{self.endpoint} sent READY before accepting the key (no WELCOME)")
             self.peer_properties = decode_properties(data)
             peer_type = self.peer_properties.get(b"socket-type", b"")
             if peer_type not in _COMPATIBLE_PEERS:
                 raise TransportError(f"peer socket type {peer_type!r} cannot talk to a DEALER")
             self._ready = True
-        elif name == b"ERROR":
-            reason = bytes(data[1 : 1 + data[0]]).decode(errors="replace") if data else ""
-            raise TransportError(f"the daemon refused the connection: {reason or 'ZMTP error'}")
+        elif name == b"ERROR" or (not self._ready and _LIBZMQ_ERROR.fullmatch(bytes(body))):
+            reason = bytes(data[1 : 1 + data[0]]).decode(errors="replace") if data and name == b"ERROR" else ""
+            reason = reason or bytes(body[-3:]).decode(errors="replace")
+            raise TransportError(
+                _ZAP_REASONS.get(reason) or f"the daemon refused the connection: {reason or 'ZMTP error'}"
+            )
         elif name == b"PING":
             # PING body: 2-byte TTL, then up to 16 bytes of context that PONG must echo. Only the latest one is
             # answered, when nothing else is being written: a PING flood costs one pending PONG, never a wait.

@@ -84,3 +84,20 @@ def spawn(
             raise RuntimeError(f"draggan serve did not start: {(out or '')[-2000:]}")
         time.sleep(0.05)
     return proc
+
+
+def raw_dealer(ctx: Any, endpoint: str, key: bytes | str | None, **options: int) -> Any:
+    """A bare pyzmq DEALER connected to a daemon for tests that send hand-made frames: it passes the daemon's
+    PLAIN handshake with `key` (None: offers no key, as a peer without the connection file). `options` are
+    socket options by name (e.g. routing_id=b"x", rcvhwm=1), set before connecting."""
+    import zmq
+    from draggan_protocol.signing import plain_credentials
+
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    for name, value in options.items():
+        sock.setsockopt(getattr(zmq, name.upper()), value)
+    if key is not None:
+        sock.plain_username, sock.plain_password = plain_credentials(key)
+    sock.connect(endpoint)
+    return sock

@@ -15,6 +15,7 @@ from draggan_daemon.server import edit_cli
 from draggan_daemon.server.models import ModelRegistry
 from draggan_daemon.server.server import DaemonServer, ServerConfig
 from draggan_protocol import Client, ConnectionInfo, DaemonUnreachable, write_connection_file
+from draggan_protocol.spec import PROTOCOL_VERSION
 from PIL import Image
 from test_daemon_support import client_for, running_daemon, small_generator
 
@@ -65,7 +66,7 @@ def test_curve_daemon_accepts_only_curve_clients():
     client_public, client_secret = zmq.curve_keypair()
     with running_daemon(curve_public_key=server_public, curve_secret_key=server_secret) as server:
         with client_for(server, curve=(server_public, client_public, client_secret)) as c:
-            assert c.hello()["protocol_version"] == "1.1"
+            assert c.hello()["protocol_version"] == PROTOCOL_VERSION
         with client_for(server) as plain, pytest.raises(DaemonUnreachable):
             plain.hello(timeout=1.0)
 

@@ -14,10 +14,11 @@ import time
 
 import numpy as np
 import zmq
+from daemons import raw_dealer
 from draggan_protocol import DaemonError, ErrorCode
 from draggan_protocol.client import layer_session_request
 from draggan_protocol.framing import decode, encode, make_header
-from draggan_protocol.signing import Signer
+from draggan_protocol.signing import Signer, plain_credentials
 from draggan_protocol.transport import open_transport
 from test_daemon_support import client_for, running_daemon, spawn_client
 
@@ -77,7 +78,8 @@ def test_a_reconnect_within_the_grace_period_keeps_the_sessions():
             time.sleep(0.01)
         assert server.stats["disconnects"] == 1 and server.store.sessions
         # Same routing id, new connection (a reconnect), before the grace ends: the session is still there.
-        transport = open_transport(server.endpoint, identity=routing_id.encode())
+        plain = plain_credentials(server.config.key)
+        transport = open_transport(server.endpoint, identity=routing_id.encode(), plain=plain)
         with client_for(server, transport=transport) as again:
             assert again.get_result(sid).width > 0, "the session did not survive a reconnect within the grace"
         # Gone for longer than the grace: freed, although client_timeout (60 s) is far away.
@@ -93,13 +95,8 @@ class SlowReader:
     def __init__(self, endpoint: str, key: bytes) -> None:
         self.signer = Signer(key)
         self.ctx = zmq.Context()
-        self.sock = self.ctx.socket(zmq.DEALER)
         self.routing_id = os.urandom(8).hex().encode()
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.setsockopt(zmq.ROUTING_ID, self.routing_id)
-        self.sock.setsockopt(zmq.RCVHWM, 1)
-        self.sock.setsockopt(zmq.RCVBUF, 16384)
-        self.sock.connect(endpoint)
+        self.sock = raw_dealer(self.ctx, endpoint, key, routing_id=self.routing_id, rcvhwm=1, rcvbuf=16384)
 
     def send(self, msg_type: str, content: dict, buffers: list | None = None) -> str:
         header = make_header(msg_type, "slow-reader")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from draggan_protocol import Client, DaemonError, DaemonUnreachable, ErrorCode, image_from_message
 from draggan_protocol.client import layer_session_request
+from draggan_protocol.spec import PROTOCOL_VERSION
 from test_daemon_support import TEST_RESOLUTION, client_for, running_daemon, spawn_client
 
 R = TEST_RESOLUTION
@@ -23,7 +24,7 @@ def pixels_of(img) -> np.ndarray:
 def test_full_seed_session_with_previews_result_and_undo():
     with running_daemon() as server, client_for(server) as c:
         info = c.hello()
-        assert info["protocol_version"] == "1.1" and info["default_model"] == "tiny"
+        assert info["protocol_version"] == PROTOCOL_VERSION and info["default_model"] == "tiny"
         assert info["models"][0]["resolution"] == R and info["limits"]["max_points"] == 64
         assert info["capabilities"]["invert"] is True  # inversion is always part of the daemon
         s = c.open_seed_session(seed=3, offset=(100, 50))
@@ -200,14 +201,16 @@ def test_cancel_a_queued_job():
         assert a.wait_for(lambda m: m.msg_type == "job_done", 30).content["state"] == "cancelled"
 
 
-def test_wrong_secret_is_dropped_and_the_daemon_keeps_serving():
+def test_wrong_secret_is_refused_in_the_handshake_and_the_daemon_keeps_serving():
     with running_daemon() as server:
         with client_for(server, key=b"not-the-secret") as bad:
             with pytest.raises(DaemonUnreachable):
                 bad.hello(timeout=1.0)
-        assert server.stats["dropped_unsigned"] >= 1
+        # The transport refused it (2.0): no message of it reached the daemon, signed or not.
+        assert server.admission.stats["refused_key"] >= 1
+        assert server.stats["received"] == 0 and server.stats["dropped_unsigned"] == 0
         with client_for(server) as good:
-            assert good.hello()["protocol_version"] == "1.1"
+            assert good.hello()["protocol_version"] == PROTOCOL_VERSION
 
 
 def test_another_clients_session_and_job_are_untouchable():

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 import msgpack
 import pytest
 import zmq
+from daemons import raw_dealer
 from draggan_daemon.server.logs import JsonFormatter, KeyValueFormatter
 from draggan_protocol import DaemonError, ErrorCode, ProtocolError
 from draggan_protocol.framing import decode, encode, make_header
@@ -25,7 +26,7 @@ from draggan_protocol.signing import Signer
 from draggan_protocol.spec import DELIMITER
 from test_daemon_support import client_for, running_daemon
 
-MAX_FRAME = 1 << 20  # these daemons take frames up to 1 MiB, so "too big to verify" is cheap to send
+MAX_FRAME = 1 << 20  # these daemons take frames and buffers up to 1 MiB, so "too big to verify" is cheap to send
 
 
 @contextlib.contextmanager
@@ -48,13 +49,9 @@ def captured_log(formatter: logging.Formatter | None = None) -> Iterator[io.Stri
 class RawPeer:
     """A bare DEALER on loopback that sends whatever frames it is given."""
 
-    def __init__(self, endpoint: str, identity: bytes | None = None) -> None:
+    def __init__(self, endpoint: str, key: bytes, identity: bytes | None = None) -> None:
         self.ctx = zmq.Context()
-        self.sock = self.ctx.socket(zmq.DEALER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        if identity:
-            self.sock.setsockopt(zmq.ROUTING_ID, identity)
-        self.sock.connect(endpoint)
+        self.sock = raw_dealer(self.ctx, endpoint, key, **({"routing_id": identity} if identity else {}))
 
     def send(self, frames: list[bytes]) -> None:
         self.sock.send_multipart(frames)
@@ -93,7 +90,7 @@ def reply_of(signer: Signer, frames: list[bytes]):
 
 # ---------------------------------------------------------------------------------------------------------- F2
 def test_a_peer_without_the_key_never_gets_a_reply_however_broken_its_message():
-    with running_daemon(limits={"max_frame_bytes": MAX_FRAME}) as server:
+    with running_daemon(limits={"max_frame_bytes": MAX_FRAME, "max_buffer_bytes": MAX_FRAME}) as server:
         key = Signer(server.config.key)
         wrong_key = Signer(b"not-the-secret")
         _, h = header_bytes()
@@ -112,7 +109,7 @@ def test_a_peer_without_the_key_never_gets_a_reply_however_broken_its_message():
             signed(wrong_key, [DELIMITER, b"", b"h" * 5000, c]),
             signed(wrong_key, [b"nope", b"", h, c]),
         ]
-        peer = RawPeer(server.endpoint)
+        peer = RawPeer(server.endpoint, server.config.key)
         try:
             for frames in unsigned:
                 peer.send(frames)
@@ -183,7 +180,7 @@ def test_a_replayed_drag_is_refused_and_runs_once():
         got = None
         deadline = time.monotonic() + 10
         while got is None and time.monotonic() < deadline:
-            peer = RawPeer(server.endpoint, identity=routing_id)
+            peer = RawPeer(server.endpoint, server.config.key, identity=routing_id)
             try:
                 peer.send(drag)
                 replies = peer.recv_all(0.5)  # none while the daemon still holds the old connection
@@ -218,7 +215,7 @@ def _utc(delta_s: float) -> str:
 def test_header_date_must_be_a_date_within_five_minutes(date, code):
     with running_daemon() as server, captured_log() as logs:
         key = Signer(server.config.key)
-        peer = RawPeer(server.endpoint)
+        peer = RawPeer(server.endpoint, server.config.key)
         try:
             mid, h = header_bytes("hello", date=date)
             peer.send(signed(key, [DELIMITER, b"", h, msgpack.packb({"client": "clock"})]))

@@ -19,11 +19,12 @@ from pathlib import Path
 import msgpack
 import pytest
 import zmq
+from daemons import raw_dealer
 from draggan_protocol import Client
 from draggan_protocol.connection import read_connection_file
 from draggan_protocol.framing import decode, make_header
 from draggan_protocol.signing import Signer
-from draggan_protocol.spec import DELIMITER, ERROR_CODES, REQUEST_TYPES
+from draggan_protocol.spec import DELIMITER, ERROR_CODES, PROTOCOL_VERSION, REQUEST_TYPES
 
 MESSAGES = 12_000
 RSS_BOUND_MB = 64
@@ -103,6 +104,7 @@ class Fuzzer:
     def __init__(self, endpoint: str, key: bytes, seed: int = 1234) -> None:
         self.rng = random.Random(seed)
         self.signer = Signer(key)
+        self.key = key
         self.ctx = zmq.Context()
         self.endpoint = endpoint
         self.socks = [self._socket() for _ in range(4)]
@@ -116,18 +118,13 @@ class Fuzzer:
         self.unattributed = 0
 
     def _socket(self) -> zmq.Socket:
-        s = self.ctx.socket(zmq.DEALER)
-        s.setsockopt(zmq.LINGER, 0)
-        s.setsockopt(zmq.SNDHWM, 0)
-        s.setsockopt(zmq.RCVHWM, 0)
-        s.connect(self.endpoint)
-        return s
+        return raw_dealer(self.ctx, self.endpoint, self.key, sndhwm=0, rcvhwm=0)
 
     def signed(self, header: bytes, content: bytes, buffers: list[bytes] = ()) -> list[bytes]:
         parts = [header, content, *buffers]
         return [DELIMITER, self.signer.sign(parts), *parts]
 
-    def header(self, msg_type: str | None = None, version: str = "1.0") -> tuple[str, bytes]:
+    def header(self, msg_type: str | None = None, version: str = PROTOCOL_VERSION) -> tuple[str, bytes]:
         h = make_header(msg_type or self.rng.choice([t for t in REQUEST_TYPES if t != "shutdown"]), "fuzzer")
         h["version"] = version
         return h["msg_id"], msgpack.packb(h)

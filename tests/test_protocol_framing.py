@@ -7,6 +7,7 @@ import stat
 import sys
 
 import msgpack
+import numpy as np
 import pytest
 from draggan_protocol import framing, spec
 from draggan_protocol.connection import (
@@ -61,14 +62,14 @@ def test_any_tampering_breaks_the_signature(tamper):
 
 def test_newer_major_version_is_refused_with_a_specific_code():
     with pytest.raises(ProtocolError) as err:
-        decode(frames_for(version="2.0"), SIGNER)
+        decode(frames_for(version="3.0"), SIGNER)
     assert err.value.code == spec.ErrorCode.UNSUPPORTED_VERSION
-    assert err.value.details["supported"] == "1.1"
+    assert err.value.details["supported"] == spec.PROTOCOL_VERSION
     assert err.value.parent_id  # the reply can point at the request
 
 
 def test_newer_minor_version_and_unknown_fields_are_accepted():
-    msg = decode(frames_for("hello", {"client": "x", "from_the_future": [1, 2]}, version="1.7"), SIGNER)
+    msg = decode(frames_for("hello", {"client": "x", "from_the_future": [1, 2]}, version="2.7"), SIGNER)
     assert validate_request("hello", msg.content) == {"client": "x"}
 
 
@@ -77,10 +78,13 @@ def _sign_tail(frames: list[bytes]) -> list[bytes]:
     return [frames[0], SIGNER.sign(frames[2:]), *frames[2:]]
 
 
-BROKEN_FRAMING = [
+BROKEN_FRAMING = [  # (the five buffers need a readable header: buffer_frames could group frames, 2.0)
     ([spec.DELIMITER, b"s", b"h" * 5000, b"c"], spec.ErrorCode.TOO_LARGE),
     ([spec.DELIMITER, b"s", b"h", b"c" * 300_000], spec.ErrorCode.TOO_LARGE),
-    ([spec.DELIMITER, b"s", b"h", b"c", b"1", b"2", b"3", b"4", b"5"], spec.ErrorCode.TOO_LARGE),
+    (
+        [spec.DELIMITER, b"s", msgpack.packb(make_header("hello", "s")), b"c", b"1", b"2", b"3", b"4", b"5"],
+        spec.ErrorCode.TOO_LARGE,
+    ),
     ([b"nope", b"s", b"h", b"c"], spec.ErrorCode.BAD_MESSAGE),
 ]
 
@@ -258,3 +262,39 @@ def test_connection_file_never_changes_the_mode_of_an_existing_folder(tmp_path):
     assert stat.S_IMODE((tmp_path / "a").stat().st_mode) == 0o700
     assert stat.S_IMODE((tmp_path / "a" / "b").stat().st_mode) == 0o700
     assert stat.S_IMODE(fresh.stat().st_mode) == 0o600
+
+
+# ------------------------------------------------------------------ buffers in several frames (2.0)
+def test_a_buffer_larger_than_a_frame_travels_in_frames_and_comes_back_whole():
+    big = np.random.default_rng(0).integers(0, 256, size=10 * 2**20 + 5, dtype=np.uint8)
+    small = b"\x01\x02\x03"
+    frames = framing.encode(framing.make_header("x", "s"), {}, [big, small], SIGNER, max_frame_bytes=4 * 2**20)
+    body = frames[4:]
+    assert [len(f) for f in body] == [4 * 2**20, 4 * 2**20, 2 * 2**20 + 5, 3]  # zero-copy views of `big`
+    assert msgpack.unpackb(frames[2])["buffer_frames"] == [3, 1]
+    msg = decode([bytes(f) for f in frames], SIGNER)
+    assert bytes(msg.buffers[0]) == big.tobytes() and bytes(msg.buffers[1]) == small
+    # Buffers that fit stay one frame each and the header does not mention them.
+    frames = framing.encode(framing.make_header("x", "s"), {}, [small, small], SIGNER)
+    assert len(frames) == 6 and "buffer_frames" not in msgpack.unpackb(frames[2])
+
+
+@pytest.mark.parametrize("counts", [[2, 2], [0, 3], [4], "3", [1, True, 1], [1] * 3 + [-1, 1]])
+def test_a_wrong_buffer_frames_list_is_a_bad_header(counts):
+    header = {**framing.make_header("x", "s"), "buffer_frames": counts}
+    parts = [msgpack.packb(header), msgpack.packb({}), b"a", b"b", b"c"]
+    with pytest.raises(ProtocolError) as err:
+        decode([spec.DELIMITER, SIGNER.sign(parts), *parts], SIGNER)
+    assert err.value.code == spec.ErrorCode.BAD_HEADER and err.value.parent_id
+
+
+def test_frames_and_buffers_over_their_limits_are_too_large():
+    limits = {"max_frame_bytes": 1000, "max_buffer_bytes": 2500}
+    ok = framing.encode(framing.make_header("x", "s"), {}, [b"a" * 2500], SIGNER, max_frame_bytes=1000)
+    assert len(decode(ok, SIGNER, limits).buffers[0]) == 2500
+    too_long = framing.encode(framing.make_header("x", "s"), {}, [b"a" * 2501], SIGNER, max_frame_bytes=1000)
+    too_wide = framing.encode(framing.make_header("x", "s"), {}, [b"a" * 1001], SIGNER, max_frame_bytes=2000)
+    for frames, what in ((too_long, "buffer 0 of 2501"), (too_wide, "frame 0 of 1001")):
+        with pytest.raises(ProtocolError) as err:
+            decode(frames, SIGNER, limits)
+        assert err.value.code == spec.ErrorCode.TOO_LARGE and what in str(err.value)

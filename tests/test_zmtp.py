@@ -46,7 +46,7 @@ def test_without_identity_router_assigns_one(router):
         assert dealer.recv_multipart(5) == [b"pong"]
 
 
-@pytest.mark.parametrize("size", [0, 1, 255, 256, 65535, 65536, 4 * 1024 * 1024 + 3])
+@pytest.mark.parametrize("size", [0, 1, 255, 256, 65535, 65536, 4 * 1024 * 1024])
 def test_frame_sizes_short_and_long(router, size):
     router, endpoint = router
     payload = bytes(random.Random(size).getrandbits(8) for _ in range(min(size, 4096))) * (size // 4096 + 1)

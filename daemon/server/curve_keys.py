@@ -4,7 +4,7 @@ Folder layout (default ~/.config/draggan/curve, or --curve-dir):
   server.key          public key (Z85) — give it to clients
   server.key_secret   secret key (Z85), mode 0600
   client.key / client.key_secret   a client keypair the daemon issues for the remote connection file
-  authorized/*.key    optional: only these client public keys may connect (otherwise any key; HMAC still applies)
+  authorized/*.key    optional: more client public keys that may connect; no other key finishes the handshake
 """
 
 from __future__ import annotations

@@ -32,6 +32,11 @@ _UNSAFE_AFTER_JSON = re.compile("[\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028
 _NEEDS_QUOTES = re.compile('[\\x00-\\x20"=\\\\]|' + _UNSAFE_AFTER_JSON.pattern)
 
 
+def worth_logging(count: int) -> bool:
+    """Throttle for log lines a flood could repeat: the first 10, then every 1000th (with the running count)."""
+    return count <= 10 or count % 1000 == 0
+
+
 def escape_text(s: str) -> str:
     """`s` as a JSON string literal with every control or invisible formatting character escaped."""
     return _UNSAFE_AFTER_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(s, ensure_ascii=False))

@@ -83,7 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-sessions", type=int, default=None)
     p.add_argument("--max-layer-pixels", type=int, default=None)
     p.add_argument("--max-total-pixels", type=int, default=None)
-    p.add_argument("--max-frame-bytes", type=int, default=None, help="largest accepted frame (bytes)")
+    p.add_argument("--max-frame-bytes", type=int, default=None, help="largest accepted frame (bytes, default 4 MiB)")
+    p.add_argument("--max-buffer-bytes", type=int, default=None, help="largest accepted buffer, e.g. a layer (bytes)")
+    p.add_argument("--max-connections", type=int, default=None, help="connections open at once (default 64)")
     p.add_argument(
         "--max-reply-backlog-bytes",
         type=int,
@@ -181,7 +183,15 @@ def main(argv: list[str] | None = None) -> int:
         session_idle_timeout=args.session_idle_timeout,
         disconnect_grace=args.disconnect_grace,
     )
-    for name in ("max_sessions", "max_layer_pixels", "max_total_pixels", "max_frame_bytes", "max_reply_backlog_bytes"):
+    for name in (
+        "max_sessions",
+        "max_layer_pixels",
+        "max_total_pixels",
+        "max_frame_bytes",
+        "max_buffer_bytes",
+        "max_connections",
+        "max_reply_backlog_bytes",
+    ):
         if getattr(args, name) is not None:
             config.limits[name] = getattr(args, name)
     curve_info: dict[str, str] = {}
@@ -192,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         config.curve_public_key, config.curve_secret_key = load_or_create_pair(folder, "server")
         client_pub, client_sec = load_or_create_pair(folder, "client")
         auth = authorized_keys(folder)
-        config.curve_authorized_clients = None if auth is None else [*auth, client_pub]
+        config.curve_authorized_clients = [client_pub, *(auth or [])]  # only keys the daemon issued or was given
         curve_info = {
             "curve_server_key": config.curve_public_key.decode(),
             "curve_client_public": client_pub.decode(),
@@ -204,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
             logging.WARNING,
             listen=args.listen,
             folder=folder,
-            restricted=auth is not None,
+            allowed_keys=len(config.curve_authorized_clients),
             note="binding beyond loopback: CURVE encryption is on; clients need the remote connection file's keys",
         )
     elif args.remote_connection_file:

@@ -30,12 +30,13 @@ from draggan_protocol import parameters
 from draggan_protocol.errors import ProtocolError
 from draggan_protocol.framing import SignatureError, decode, encode, make_header
 from draggan_protocol.replay import DEFAULT_CAPACITY, DEFAULT_MAX_SKEW, ReplayGuard
-from draggan_protocol.signing import Signer
+from draggan_protocol.signing import Signer, plain_credentials
 from draggan_protocol.spec import DEFAULT_LIMITS, OUTPUT_MODES, PROTOCOL_VERSION, REQUEST_TYPES, ErrorCode
 from draggan_protocol.validation import check_image_buffer, validate_request
 
+from .admission import ZAP_DOMAIN, Admission
 from .engine_ops import EngineOps
-from .logs import event
+from .logs import event, worth_logging
 from .models import ModelRegistry
 from .sessions import Session, SessionStore
 from .worker import Task, Worker, new_job_id, warm_up
@@ -89,7 +90,10 @@ class DaemonServer:
         self.limits = {**DEFAULT_LIMITS, **config.limits}
         self.registry = registry
         self.signer = Signer(config.key)
-        self.ctx = context or zmq.Context.instance()
+        # A context of its own: the ZAP handler's address is fixed per context (RFC 27), so two daemons in one
+        # process (tests, `draggan edit`) must not share one.
+        self._own_ctx = context is None
+        self.ctx = context or zmq.Context()
         self.store = SessionStore(
             self.limits["max_sessions"], self.limits["max_sessions_per_client"], self.limits["max_total_pixels"]
         )
@@ -100,7 +104,7 @@ class DaemonServer:
         self._wake_addr = f"inproc://draggan-wake-{id(self)}"
         self._wakers = threading.local()
         self._stop = threading.Event()
-        self._auth: Any = None
+        self._closed = False  # set once the loop has closed its sockets
         self.replay = ReplayGuard(config.max_clock_skew, config.replay_cache)
         self.stats = {
             "received": 0,
@@ -114,7 +118,10 @@ class DaemonServer:
         }
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 0)
-        self.router.setsockopt(zmq.MAXMSGSIZE, self.limits["max_frame_bytes"] + 65536)
+        # Frames are at most max_frame_bytes (larger buffers travel as several, §2), so that is all a peer can
+        # make libzmq hold before the handshake has proven its key; a slow handshake is dropped after 5 s.
+        self.router.setsockopt(zmq.MAXMSGSIZE, max(self.limits["max_frame_bytes"], self.limits["max_content_bytes"]))
+        self.router.setsockopt(zmq.HANDSHAKE_IVL, 5000)
         self.router.setsockopt(zmq.ROUTER_HANDOVER, 0)
         self.router.setsockopt(zmq.SNDHWM, 2000)
         # Disconnects free a client's work at once (issue 14 F5). ZMQ_ROUTER_NOTIFY is a draft option that
@@ -122,15 +129,14 @@ class DaemonServer:
         # connection's fd, and every received frame carries the fd it came on (ZMQ_SRCFD).
         # (pyzmq's default monitor address is named after a socket fd, which a later daemon can reuse)
         monitor_addr = f"inproc://draggan-monitor-{os.getpid()}-{uuid.uuid4().hex}"
-        self._monitor = self.router.get_monitor_socket(zmq.EVENT_DISCONNECTED, addr=monitor_addr)
+        self._monitor = self.router.get_monitor_socket(zmq.EVENT_DISCONNECTED | zmq.EVENT_ACCEPTED, addr=monitor_addr)
         self._fd_owner: dict[int, bytes] = {}  # connection fd -> routing id of the client whose messages it carried
         self._reused_fds: dict[int, int] = {}  # fd -> DISCONNECTED events still to come for connections it had
         # Outstanding reply bytes per client (issue 14 F3): results queued or running (reserved by request
         # msg_id) and messages with buffers handed to libzmq but not yet written to the socket (trackers).
         self._reserved: dict[str, tuple[bytes, int]] = {}
         self._in_flight: dict[bytes, list[tuple[zmq.MessageTracker, int]]] = {}
-        if config.curve_secret_key:
-            self._setup_curve()
+        self.admission = self._admission()
         host = f"[{config.host}]" if ":" in config.host else config.host
         self.router.bind(f"tcp://{host}:{config.port or '*'}")
         self.endpoint = self.router.getsockopt(zmq.LAST_ENDPOINT).decode()
@@ -139,20 +145,24 @@ class DaemonServer:
         self._wake.bind(self._wake_addr)
         self.thread: threading.Thread | None = None
 
-    def _setup_curve(self) -> None:
-        from zmq.auth.thread import ThreadAuthenticator
-
-        self._auth = ThreadAuthenticator(self.ctx)
-        self._auth.start()
-        if self.config.curve_authorized_clients is None:
-            self._auth.configure_curve(domain="*", location=zmq.auth.CURVE_ALLOW_ANY)
+    def _admission(self) -> Admission:
+        """The transport-level key check (admission.py), bound before the router so no handshake escapes it:
+        CURVE with the allowed client keys beyond loopback, PLAIN with the key's password on loopback."""
+        curve = self.config.curve_secret_key is not None
+        admission = Admission(
+            self.ctx,
+            password=None if curve else plain_credentials(self.config.key),
+            curve_keys=self.config.curve_authorized_clients if curve else [],
+            max_connections=self.limits["max_connections"],
+        )
+        self.router.zap_domain = ZAP_DOMAIN
+        if curve:
+            self.router.curve_server = True
+            self.router.curve_secretkey = self.config.curve_secret_key
+            self.router.curve_publickey = self.config.curve_public_key
         else:
-            self._auth.configure_curve_callback(
-                domain="*", credentials_provider=_KeyList(self.config.curve_authorized_clients)
-            )
-        self.router.curve_server = True
-        self.router.curve_secretkey = self.config.curve_secret_key
-        self.router.curve_publickey = self.config.curve_public_key
+            self.router.plain_server = True
+        return admission
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> threading.Thread:
@@ -185,6 +195,7 @@ class DaemonServer:
         poller.register(self.router, zmq.POLLIN)
         poller.register(self._wake, zmq.POLLIN)
         poller.register(self._monitor, zmq.POLLIN)
+        poller.register(self.admission.socket, zmq.POLLIN)
         next_sweep = time.monotonic() + self.config.sweep_interval
         try:
             while not self._stop.is_set():
@@ -197,7 +208,9 @@ class DaemonServer:
                             break
                 self._flush()
                 if self._monitor in ready:  # before the router: a connection's end before a message on its reused fd
-                    self._on_monitor()
+                    self._on_monitor()  # and before admission, which counts the connections it reports
+                if self.admission.socket in ready:
+                    self.admission.handle()
                 if self.router in ready:
                     for _ in range(64):  # bounded burst so events keep flowing under a flood
                         try:
@@ -220,8 +233,10 @@ class DaemonServer:
             self._monitor.close(0)
             self.router.close(0)
             self._wake.close(0)
-            if self._auth is not None:
-                self._auth.stop()
+            self.admission.close()
+            self._closed = True
+            if self._own_ctx:
+                self.ctx.destroy(linger=0)  # also the workers' wake-up sockets
             event(log, "stopped", endpoint=self.endpoint)
 
     # ------------------------------------------------------------------ sending
@@ -234,6 +249,8 @@ class DaemonServer:
             self._wake_loop()
 
     def _wake_loop(self) -> None:
+        if self._closed:
+            return  # the loop has ended and its context is gone
         sock = getattr(self._wakers, "sock", None)
         if sock is None:
             sock = self.ctx.socket(zmq.PUSH)
@@ -245,6 +262,8 @@ class DaemonServer:
             sock.send(b"", zmq.NOBLOCK)
         except zmq.Again:
             pass  # a wake-up is already pending
+        except zmq.ZMQError:
+            pass  # the loop closed the context meanwhile: there is nothing left to wake
 
     def _flush(self) -> None:
         while self._outbox:
@@ -262,10 +281,10 @@ class DaemonServer:
             buffers = []
             self.stats["previews_dropped"] += 1
         header = make_header(msg_type, SERVER_SESSION, parent)
-        frames = [identity, *encode(header, content, buffers, self.signer)]
+        frames = [identity, *encode(header, content, buffers, self.signer, self.limits["max_frame_bytes"])]
         tracked: list[zmq.Frame] = []
         if buffers:  # pixels go zero-copy, tracked until libzmq has written them to the socket
-            n = len(frames) - len(buffers)
+            n = 5  # routing id, delimiter, signature, header, content; then the buffer frames
             tracked = [zmq.Frame(f, track=True) for f in frames[n:]]
             frames = [*frames[:n], *tracked]
         try:
@@ -309,7 +328,7 @@ class DaemonServer:
             msg = decode(frames[1:], self.signer, self.limits)
         except SignatureError as exc:  # not proven to hold the key: no reply of any kind
             self.stats["dropped_unsigned"] += 1
-            if _worth_logging(self.stats["dropped_unsigned"]):
+            if worth_logging(self.stats["dropped_unsigned"]):
                 event(
                     log,
                     "dropped_unsigned",
@@ -330,7 +349,7 @@ class DaemonServer:
             self.replay.check(msg.msg_id, msg.header["date"])
         except ProtocolError as exc:
             self.stats["replays_rejected"] += 1
-            if _worth_logging(self.stats["replays_rejected"]):
+            if worth_logging(self.stats["replays_rejected"]):
                 event(
                     log,
                     "replay_rejected",
@@ -619,7 +638,7 @@ class DaemonServer:
                 limit=limit,
             )
         fits = max(1, (limit - backlog) // size)
-        fits = min(fits, max(1, self.limits["max_frame_bytes"] // size))
+        fits = min(fits, max(1, self.limits["max_buffer_bytes"] // size))
         count = min(total - start, fits, c.get("count") or total)
         chosen = keep.read(start, count)
         x, y, w, h = keep.rect
@@ -681,7 +700,10 @@ class DaemonServer:
                 evt = parse_monitor_message(self._monitor.recv_multipart(zmq.NOBLOCK))
             except zmq.Again:
                 break
-            if evt["event"] == zmq.EVENT_DISCONNECTED:
+            if evt["event"] == zmq.EVENT_ACCEPTED:
+                self.admission.accepted(int(evt["value"]))
+            elif evt["event"] == zmq.EVENT_DISCONNECTED:
+                self.admission.disconnected(int(evt["value"]))
                 gone.append(int(evt["value"]))
         if not gone:
             return
@@ -757,20 +779,3 @@ def _source_fd(frames: list[zmq.Frame]) -> int | None:
         return int(frames[-1].get(zmq.SRCFD))
     except (zmq.ZMQError, AttributeError, ValueError):
         return None
-
-
-def _worth_logging(count: int) -> bool:
-    """Throttle for log lines a flood could repeat: the first 10, then every 1000th (with the running count)."""
-    return count <= 10 or count % 1000 == 0
-
-
-class _KeyList:
-    """ZAP credentials provider: accept exactly the listed client public keys."""
-
-    def __init__(self, keys: list[bytes]) -> None:
-        self.keys = {bytes(k) for k in keys}
-
-    def callback(self, domain: str, key: bytes) -> bool:
-        from zmq.utils import z85
-
-        return z85.encode(key) in self.keys or key in self.keys

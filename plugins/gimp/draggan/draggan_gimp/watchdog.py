@@ -75,13 +75,15 @@ class Watchdog:
 def cancel_as(config: dict[str, Any], job_id: str, deadline: float = CANCEL_DEADLINE) -> bool:
     """Cancel `job_id` speaking as the client `config['client_id']`. True when the daemon answered."""
     from draggan_protocol import Client, DaemonError, DaemonUnreachable
+    from draggan_protocol.signing import plain_credentials
     from draggan_protocol.transport import open_transport
 
     curve = tuple(c.encode("ascii") for c in config["curve"]) if config.get("curve") else None
     identity = config["client_id"].encode("ascii")
     # The daemon still holds the dead plug-in's connection for a moment and refuses a second peer with the same
     # identity until it notices; the socket reconnects by itself, and resending covers a message lost meanwhile.
-    transport = open_transport(config["endpoint"], identity=identity, curve=curve)
+    plain = None if curve else plain_credentials(config["key"])
+    transport = open_transport(config["endpoint"], identity=identity, curve=curve, plain=plain)
     client = Client(config["endpoint"], config["key"], transport=transport)
     client.client_id = config["client_id"]
     end = time.monotonic() + deadline
