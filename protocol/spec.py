@@ -83,6 +83,7 @@ DEFAULT_LIMITS = {
     "max_steps": 5000,
     "max_reply_backlog_bytes": 32 * 1024 * 1024,  # (1.1) result bytes a client may have queued or unsent
     "max_frames_bytes": 16 * 1024 * 1024,  # (1.1) per session: the compressed frames a drag may keep
+    "max_connections_per_address": 16,  # (2.0) from one address other than loopback
     "max_connections": 64,  # (2.0) connections open at once; one more is refused in its handshake
 }
 

@@ -154,3 +154,42 @@ def test_a_client_with_a_wrong_key_is_told_the_daemon_cannot_be_reached():
         with pytest.raises(DaemonUnreachable):
             c.hello(timeout=1.5)
         assert server.stats["received"] == 0
+
+
+def test_one_address_gets_at_most_its_share_of_connections():
+    """The per-address cap, through a real ZAP socket; loopback is exempt in the daemon (all local clients share
+    127.0.0.1), so here the exemption is off and three real loopback connections stand for one remote host."""
+    from draggan_daemon.server.admission import ZAP_ENDPOINT, Admission, peer_address
+
+    ctx = zmq.Context()
+    password = plain_credentials(b"k")
+    admission = Admission(ctx, password=password, max_per_address=2, exempt_loopback=False)
+    listener = socket.create_server(("127.0.0.1", 0))
+    pairs = []
+    try:
+        for _ in range(3):
+            client = socket.create_connection(listener.getsockname())
+            pairs.append((client, listener.accept()[0]))
+        asker = ctx.socket(zmq.REQ)
+        asker.connect(ZAP_ENDPOINT)
+
+        def ask() -> bytes:
+            asker.send_multipart([b"1.0", b"1", b"draggan", b"127.0.0.1", b"", b"PLAIN", *password])
+            assert admission.socket.poll(2000)
+            admission.handle()
+            return asker.recv_multipart()[2]
+
+        for n, (_, accepted) in enumerate(pairs, 1):
+            assert peer_address(accepted.fileno()) == "127.0.0.1"
+            admission.accepted(accepted.fileno())
+            assert ask() == (b"200" if n <= 2 else b"500"), n
+        admission.disconnected(pairs[0][1].fileno())
+        assert ask() == b"200"
+        asker.close(0)
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()
+        listener.close()
+        admission.close()
+        ctx.destroy(linger=0)

@@ -7,7 +7,8 @@ single message frame from it: on loopback with ZeroMQ's PLAIN mechanism (a passw
 `signing.plain_credentials`), beyond loopback with CURVE and an allow-listed client key. Until then it can only
 make libzmq hold one handshake command of at most `max_frame_bytes` for at most the handshake interval.
 
-The handler also caps open connections (`max_connections`): a handshake that would take the count past it is
+The handler also caps open connections (`max_connections`, and `max_per_address` from one address other than
+loopback, where every local client comes from): a handshake that would take the count past it is
 refused with status 500 (libzmq passes that on in an ERROR command; for RFC 27's 300 it sends none), so not even
 a key holder can open connections without end. The count is of TCP connections the socket monitor reports
 (ACCEPTED / DISCONNECTED, by fd), those still in their handshake included: libzmq's monitor does not say which
@@ -18,7 +19,10 @@ connection a handshake event belongs to. A stranger can therefore hold places on
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
+import os
+import socket
 
 import zmq
 from zmq.utils import z85
@@ -46,11 +50,15 @@ class Admission:
         password: tuple[bytes, bytes] | None = None,
         curve_keys: list[bytes] | None = None,
         max_connections: int = 64,
+        max_per_address: int = 16,
+        exempt_loopback: bool = True,
     ) -> None:
         self.password = password
         self.curve_keys = None if curve_keys is None else {bytes(k) for k in curve_keys}
         self.max_connections = max_connections
-        self.live: set[int] = set()  # fds of open TCP connections (the socket monitor's ACCEPTED, not yet ended)
+        self.max_per_address = max_per_address
+        self.exempt_loopback = exempt_loopback  # local clients all come from 127.0.0.1: the total cap is theirs
+        self.live: dict[int, str] = {}  # fd -> peer address of open TCP connections (ACCEPTED, not yet ended)
         self.stats = {"admitted": 0, "refused_key": 0, "refused_busy": 0, "refused_malformed": 0}
         self.socket = ctx.socket(zmq.REP)
         self.socket.setsockopt(zmq.LINGER, 0)
@@ -61,10 +69,10 @@ class Admission:
 
     # -- connections (from the socket monitor) ---------------------------------------------------------------------
     def accepted(self, fd: int) -> None:
-        self.live.add(fd)
+        self.live[fd] = peer_address(fd)
 
     def disconnected(self, fd: int) -> None:
-        self.live.discard(fd)
+        self.live.pop(fd, None)
 
     # -- ZAP requests ------------------------------------------------------------------------------------------------
     def handle(self) -> None:
@@ -99,7 +107,9 @@ class Admission:
                     reason="no valid key",
                 )
             return [b"1.0", request_id, b"400", b"no valid key", b"", b""]
-        if len(self.live) > self.max_connections:  # the connection asking is one of them
+        same = sum(1 for a in self.live.values() if a == _plain_ip(peer))
+        crowded = same > self.max_per_address and not (self.exempt_loopback and _is_loopback(peer))
+        if len(self.live) > self.max_connections or crowded:  # the connection asking is one of them
             self.stats["refused_busy"] += 1
             if worth_logging(self.stats["refused_busy"]):
                 event(
@@ -108,7 +118,7 @@ class Admission:
                     logging.WARNING,
                     peer=peer,
                     count=self.stats["refused_busy"],
-                    reason=f"{self.max_connections} connections already",
+                    reason=f"{same} connections from this address" if crowded else "too many connections",
                 )
             # 500, not RFC 27's 300: libzmq sends no ERROR for a 300 and leaves the client waiting for its timeout
             return [b"1.0", request_id, b"500", b"too many connections", b"", b""]
@@ -128,3 +138,32 @@ class Admission:
         if mechanism == b"CURVE" and self.curve_keys is None and len(credentials) == 1:
             return b"curve"
         return None
+
+
+def peer_address(fd: int) -> str:
+    """The IP address at the other end of a connected socket fd ("" when it is gone already)."""
+    try:
+        dup = os.dup(fd)  # a socket object of our own, so closing it leaves libzmq's fd open
+    except OSError:
+        return ""
+    try:
+        with socket.socket(fileno=dup) as sock:
+            return _plain_ip(str(sock.getpeername()[0]))
+    except (OSError, IndexError, TypeError):
+        return ""
+
+
+def _plain_ip(address: str) -> str:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return str(mapped or ip)
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(_plain_ip(address)).is_loopback
+    except ValueError:
+        return False

@@ -154,6 +154,7 @@ class DaemonServer:
             password=None if curve else plain_credentials(self.config.key),
             curve_keys=self.config.curve_authorized_clients if curve else [],
             max_connections=self.limits["max_connections"],
+            max_per_address=self.limits["max_connections_per_address"],
         )
         self.router.zap_domain = ZAP_DOMAIN
         if curve:
