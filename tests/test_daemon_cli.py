@@ -14,7 +14,7 @@ import zmq
 from draggan_daemon.server import edit_cli
 from draggan_daemon.server.models import ModelRegistry
 from draggan_daemon.server.server import DaemonServer, ServerConfig
-from draggan_protocol import Client, ConnectionInfo, DaemonUnreachable, write_connection_file
+from draggan_protocol import Client, ConnectionInfo, DaemonUnreachable, read_connection_file, write_connection_file
 from draggan_protocol.spec import PROTOCOL_VERSION
 from PIL import Image
 from test_daemon_support import client_for, running_daemon, small_generator
@@ -71,6 +71,18 @@ def test_curve_daemon_accepts_only_curve_clients():
             plain.hello(timeout=1.0)
 
 
+def test_a_curve_daemon_with_an_allow_list_refuses_other_keys_in_the_handshake():
+    server_public, server_secret = zmq.curve_keypair()
+    allowed, other = zmq.curve_keypair(), zmq.curve_keypair()
+    config = {"curve_public_key": server_public, "curve_secret_key": server_secret}
+    with running_daemon(curve_authorized_clients=[allowed[0]], **config) as server:
+        with client_for(server, curve=(server_public, *other)) as c, pytest.raises(DaemonUnreachable):
+            c.hello(timeout=1.5)
+        assert server.stats["received"] == 0 and server.admission.stats["refused_key"] >= 1
+        with client_for(server, curve=(server_public, *allowed)) as c:
+            assert c.hello()["protocol_version"] == PROTOCOL_VERSION
+
+
 @pytest.mark.slow
 def test_serve_process_writes_private_connection_files_and_serves_remote_curve_clients(tmp_path):
     local, remote = tmp_path / "daemon.json", tmp_path / "remote.json"
@@ -88,6 +100,11 @@ def test_serve_process_writes_private_connection_files_and_serves_remote_curve_c
         for path in (local, remote):
             assert (path.stat().st_mode & 0o777) == 0o600
         assert (tmp_path / "curve" / "server.key_secret").stat().st_mode & 0o077 == 0
+        # Only the issued client key finishes the CURVE handshake (2.0): a self-made keypair is not enough.
+        issued = read_connection_file(remote)
+        stranger = (issued.curve_server_key.encode(), *zmq.curve_keypair())
+        with Client(issued.endpoint, issued.key, curve=stranger) as s, pytest.raises(DaemonUnreachable):
+            s.hello(timeout=1.5)
         with Client.connect(remote) as c:
             info = c.hello()
             assert info["models"][0]["name"] == "builtin-test"
