@@ -21,6 +21,7 @@ soon as a frame header was over the limit). The issue's budget: RSS growth <= 64
 deadline + 0.5 s.
 
 Usage: python benchmarks/abuse_zmtp.py [--deadline S] [--transport zmtp|pyzmq|both]
+Figures go to the measurements file (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -197,12 +198,13 @@ def run(kind: str, name: str, ready: bool, rcvbuf, behave, action: str, deadline
         server.close()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--deadline", type=float, default=2.0, help="the deadline given to each call, s [2]")
     ap.add_argument("--send-default", action="store_true", help="sends use the transport's default send_timeout")
     ap.add_argument("--transport", choices=("zmtp", "pyzmq", "both"), default="both")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    figures: dict[str, float] = {}
     kinds = ("zmtp", "pyzmq") if args.transport == "both" else (args.transport,)
     print(f"deadline {args.deadline:g} s per call (connect, recv, send); budget: RSS +64 MiB, deadline + 0.5 s")
     print(f"{'transport':9} {'scenario':28} {'past deadline':>13} {'RSS +MiB':>9} {'queued':>7} {'srv MB':>8}  outcome")
@@ -218,12 +220,18 @@ def main() -> None:
                 past = f"{res['took']:.2f} s (dflt)"
             else:
                 past = f"{res['took'] - deadline:+.2f} s"
+            if action != "queue":
+                figures[f"{kind} {name}: s past its deadline"] = round(res["took"] - max(deadline, 0.0), 2)
+            figures[f"{kind} {name}: peak RSS above start MiB"] = round(res.get("rss_growth_mib", float("nan")), 1)
             queued = "-" if res.get("queued") is None else str(res["queued"])
             outcome = res["error"] or "returned"
             print(
                 f"{kind:9} {name:28} {past:>13} {res.get('rss_growth_mib', float('nan')):9.1f} {queued:>7} "
                 f"{res.get('server_sent_mb', 0):8.1f}  {outcome}"
             )
+    from draggan_daemon import measurements
+
+    measurements.record("benchmarks/abuse_zmtp.py", figures, argv=argv)
 
 
 if __name__ == "__main__":
