@@ -65,6 +65,11 @@ class TransportError(OSError):
     """The transport cannot reach the daemon or was closed."""
 
 
+class HandshakeRefused(TransportError):
+    """The daemon answered the ZeroMQ handshake and refused this client (a key that is not the running daemon's,
+    or too many connections): it is running, so "start it" would be the wrong advice."""
+
+
 @runtime_checkable
 class Transport(Protocol):
     def send_multipart(self, frames: list[bytes]) -> None: ...

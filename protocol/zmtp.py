@@ -36,6 +36,7 @@ from .transport import (
     MAX_MESSAGE_FRAMES,
     MAX_QUEUE_BYTES,
     MAX_QUEUE_MESSAGES,
+    HandshakeRefused,
     TransportError,
     message_limits,
 )
@@ -374,7 +375,7 @@ class ZmtpDealer:
         elif name == b"ERROR" or (not self._ready and _LIBZMQ_ERROR.fullmatch(bytes(body))):
             reason = bytes(data[1 : 1 + data[0]]).decode(errors="replace") if data and name == b"ERROR" else ""
             reason = reason or bytes(body[-3:]).decode(errors="replace")
-            raise TransportError(
+            raise HandshakeRefused(
                 _ZAP_REASONS.get(reason) or f"the daemon refused the connection: {reason or 'ZMTP error'}"
             )
         elif name == b"PING":

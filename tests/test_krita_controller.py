@@ -299,6 +299,18 @@ def test_stale_connection_file_is_reported(qtbot, tmp_path):
         listener.close()
 
 
+def test_a_connection_file_with_another_key_says_the_daemon_refused_it(qtbot, daemon, tmp_path):
+    """A daemon is running, but the file holds another key (e.g. copied from an earlier run): the handshake is
+    refused (protocol 2.0), and the docker says so instead of "not running, start it"."""
+    path = write_connection_file(ConnectionInfo(daemon.endpoint, "11" * 32), tmp_path / "other-key.json")
+    app, _doc = make_doc(bytes(R * R * 4))
+    panel = make_panel(qtbot, app, path)
+    qtbot.waitUntil(lambda: "did not let the plugin in" in panel.daemon_label.text(), timeout=8000)
+    assert "refused this connection's key" in panel.daemon_label.text()
+    assert "not running" not in panel.daemon_label.text()
+    assert daemon.stats["received"] == 0
+
+
 def test_cmyk_and_missing_points_are_explained(qtbot, daemon, seed_image):
     app, doc = make_doc(b"", model="CMYKA")
     panel = make_panel(qtbot, app, daemon.connection_file)

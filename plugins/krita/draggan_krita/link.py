@@ -203,6 +203,7 @@ class DaemonLink(QObject):
     def _try_connect(self, now: float) -> None:
         from draggan_protocol.client import Client
         from draggan_protocol.connection import read_connection_file
+        from draggan_protocol.transport import HandshakeRefused
 
         self._next_try = now + self.retry_s
         path = self.connection_path()
@@ -223,6 +224,10 @@ class DaemonLink(QObject):
                 client_name=self.client_name,
                 heartbeat_interval=HEARTBEAT_INTERVAL,
             )
+        except HandshakeRefused as exc:  # it runs, but not for this connection file's key (or it is full)
+            self.client = None
+            self._set(OFFLINE, f"The DragGAN daemon at {info.endpoint} did not let the plugin in: {exc}.")
+            return
         except (OSError, ValueError) as exc:
             self.client = None
             self._set(OFFLINE, f"The DragGAN daemon is not running ({exc}). Start it with: {START_COMMAND}.")

@@ -41,6 +41,7 @@ from draggan_protocol.client import (
 from draggan_protocol.jobs import HEARTBEAT_INTERVAL, LOST, LOST_AFTER, REFUSED, Job
 from draggan_protocol.outcome import START_DAEMON, arrival_text, error_text, fallback_text, lost_text, region_warning
 from draggan_protocol.progress import plural
+from draggan_protocol.transport import HandshakeRefused
 
 from .errors import Cancelled, DaemonLost, PluginError
 from .pairs import Pair
@@ -160,6 +161,8 @@ def connect(settings: RunSettings, hello_timeout: float = HELLO_TIMEOUT) -> Conn
             f"The DragGAN daemon is not running (there is no connection file at {path}).\n"
             f"Start it with: {START_DAEMON}."
         ) from None
+    except HandshakeRefused as exc:  # it runs, but not for this file's key (or it is full): not "start it"
+        raise PluginError(f"The DragGAN daemon at {conn_info.endpoint} did not let the plug-in in: {exc}.") from None
     except (ValueError, OSError) as exc:
         raise PluginError(f"The DragGAN daemon's connection file {path} cannot be used: {exc}") from None
     try:
