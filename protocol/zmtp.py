@@ -53,8 +53,8 @@ def greeting(mechanism: bytes = b"NULL") -> bytes:
 
 GREETING = greeting()
 assert len(GREETING) == 64
-# libzmq 4.3's ERROR command for a refused handshake arrives with its name's first two bytes garbled (seen:
-# b"^RROR\x03400" where RFC 23 has b"\x05ERROR\x03400"): recognised by its tail, a 3-digit ZAP status.
+# libzmq 4.3's ERROR command for a refused handshake arrives as b"^RROR\x03400" where RFC 23 has
+# b"\x05ERROR\x03400" (in C, "\x05ERROR" reads \x05E as one hex escape, 0x5E): recognised by that shape.
 _LIBZMQ_ERROR = re.compile(rb".RROR\x03[0-9]{3}", re.DOTALL)
 # What libzmq's PLAIN server answers in ERROR when its ZAP handler refuses the credentials (RFC 27 status codes).
 _ZAP_REASONS = {
