@@ -91,13 +91,16 @@ class GeneratorConfig:
 
 
 def bias_act(x: torch.Tensor, b: torch.Tensor, lrelu: bool, gain: float, clamp: float | None) -> torch.Tensor:
+    """Bias, leaky ReLU, gain and clamp. Without autograd the last three work in place on the sum: the same
+    arithmetic, but one fresh map instead of four (at 256 px and above these passes cost as much as the conv)."""
     x = x + b.reshape(1, -1, *([1] * (x.ndim - 2))).to(x.dtype)
+    inplace = not (torch.is_grad_enabled() and x.requires_grad)
     if lrelu:
-        x = F.leaky_relu(x, 0.2)
+        x = F.leaky_relu(x, 0.2, inplace=inplace)
     if gain != 1:
-        x = x * gain
+        x = x.mul_(gain) if inplace else x * gain
     if clamp is not None and clamp >= 0:
-        x = x.clamp(-clamp, clamp)
+        x = x.clamp_(-clamp, clamp) if inplace else x.clamp(-clamp, clamp)
     return x
 
 
