@@ -35,6 +35,7 @@ from __future__ import annotations
 import os
 from typing import Protocol, runtime_checkable
 
+from .errors import DaemonUnreachable
 from .spec import DEFAULT_LIMITS, DELIMITER, message_bounds
 
 
@@ -65,9 +66,21 @@ class TransportError(OSError):
     """The transport cannot reach the daemon or was closed."""
 
 
-class HandshakeRefused(TransportError):
+class HandshakeRefused(TransportError, DaemonUnreachable):
     """The daemon answered the ZeroMQ handshake and refused this client (a key that is not the running daemon's,
-    or too many connections): it is running, so "start it" would be the wrong advice."""
+    or too many connections): it is running, so "start it" would be the wrong advice. Also a DaemonUnreachable:
+    code that only knows "no daemon to talk to" still handles it."""
+
+
+# What the daemon's ZAP status codes mean for the person at the client (PROTOCOL.md §1).
+REFUSAL_WORDS = {
+    "400": "the daemon refused this connection's key: is the connection file that of the daemon now running?",
+    "500": "the daemon has too many connections open (or could not check the key); close some, then try again",
+}
+
+
+def refusal_text(status: str) -> str:
+    return REFUSAL_WORDS.get(status) or f"the daemon refused the connection: {status or 'ZMTP error'}"
 
 
 @runtime_checkable
@@ -103,6 +116,9 @@ class PyZmqTransport:
     daemon, which keys session ownership on it. `curve` = (server_public, client_public, client_secret) as Z85
     bytes turns on CURVE encryption (needed when the daemon listens beyond loopback); else `plain` =
     (username, password) answers the loopback daemon's PLAIN handshake (`signing.plain_credentials`).
+
+    A refused handshake (libzmq's monitor reports HANDSHAKE_FAILED_AUTH; libzmq itself would only retry quietly)
+    makes the next `recv_multipart` raise `HandshakeRefused`.
 
     Limits as `ZmtpDealer`'s, with what libzmq offers: ZMQ_MAXMSGSIZE (per frame: libzmq drops a connection that
     declares a larger one), ZMQ_RCVHWM (the receive queue), ZMQ_HANDSHAKE_IVL (the connect deadline: a peer that
@@ -147,13 +163,18 @@ class PyZmqTransport:
             self._sock.curve_secretkey = client_secret
         elif plain is not None:
             self._sock.plain_username, self._sock.plain_password = plain
+        # (a monitor address of its own: pyzmq's default is named after the socket's fd, which can be reused)
+        self._monitor = self._sock.get_monitor_socket(
+            zmq.EVENT_HANDSHAKE_FAILED_AUTH, addr=f"inproc://draggan-client-monitor-{os.getpid()}-{id(self)}"
+        )
         try:
             self._sock.connect(endpoint)
         except zmq.ZMQError as exc:
-            self._sock.close(0)
+            self._close_sockets()
             raise TransportError(f"cannot connect to {endpoint}: {exc}") from exc
         self._poller = zmq.Poller()
         self._poller.register(self._sock, zmq.POLLIN)
+        self._poller.register(self._monitor, zmq.POLLIN)
         self._closed = False
 
     def send_multipart(self, frames: list[bytes], timeout: float | None = None) -> None:
@@ -179,7 +200,10 @@ class PyZmqTransport:
         ms = None if timeout is None else max(0, int(timeout * 1000))
         zmq = self._zmq
         try:
-            if not self._poller.poll(ms):
+            ready = dict(self._poller.poll(ms))
+            if self._monitor in ready:
+                self._check_refused()
+            if self._sock not in ready:
                 return None
             frames = self._sock.recv_multipart(zmq.NOBLOCK)
         except zmq.Again:
@@ -193,6 +217,18 @@ class PyZmqTransport:
             raise
         return frames
 
+    def _check_refused(self) -> None:
+        from zmq.utils.monitor import parse_monitor_message
+
+        while True:
+            try:
+                evt = parse_monitor_message(self._monitor.recv_multipart(self._zmq.NOBLOCK))
+            except self._zmq.Again:
+                return
+            if evt["event"] == self._zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                self.close()
+                raise HandshakeRefused(refusal_text(str(evt["value"])))
+
     def set_limits(self, limits: dict) -> None:
         """Adopt a daemon's announced limits (its signed hello_reply.limits), e.g. a larger `max_frame_bytes`;
         ZMQ_MAXMSGSIZE takes effect from the next (re)connection."""
@@ -205,7 +241,15 @@ class PyZmqTransport:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._sock.close(0)
+            self._close_sockets()
+
+    def _close_sockets(self) -> None:
+        try:
+            self._sock.disable_monitor()
+        except self._zmq.ZMQError:
+            pass
+        self._monitor.close(0)
+        self._sock.close(0)
 
 
 def _ms(seconds: float) -> int:

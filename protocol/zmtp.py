@@ -39,6 +39,7 @@ from .transport import (
     HandshakeRefused,
     TransportError,
     message_limits,
+    refusal_text,
 )
 
 # Greeting: signature (0xFF, 8 padding bytes, 0x7F), version 3.0, mechanism, as-server flag, filler.
@@ -56,11 +57,6 @@ assert len(GREETING) == 64
 # libzmq 4.3's ERROR command for a refused handshake arrives as b"^RROR\x03400" where RFC 23 has
 # b"\x05ERROR\x03400" (in C, "\x05ERROR" reads \x05E as one hex escape, 0x5E): recognised by that shape.
 _LIBZMQ_ERROR = re.compile(rb".RROR\x03[0-9]{3}", re.DOTALL)
-# What libzmq's PLAIN server answers in ERROR when its ZAP handler refuses the credentials (RFC 27 status codes).
-_ZAP_REASONS = {
-    "400": "the daemon refused this connection's key: is the connection file that of the daemon now running?",
-    "500": "the daemon has too many connections open (or could not check the key); close some, then try again",
-}
 
 # Frame flag bits.
 FLAG_MORE = 0x01
@@ -375,9 +371,7 @@ class ZmtpDealer:
         elif name == b"ERROR" or (not self._ready and _LIBZMQ_ERROR.fullmatch(bytes(body))):
             reason = bytes(data[1 : 1 + data[0]]).decode(errors="replace") if data and name == b"ERROR" else ""
             reason = reason or bytes(body[-3:]).decode(errors="replace")
-            raise HandshakeRefused(
-                _ZAP_REASONS.get(reason) or f"the daemon refused the connection: {reason or 'ZMTP error'}"
-            )
+            raise HandshakeRefused(refusal_text(reason))
         elif name == b"PING":
             # PING body: 2-byte TTL, then up to 16 bytes of context that PONG must echo. Only the latest one is
             # answered, when nothing else is being written: a PING flood costs one pending PONG, never a wait.

@@ -20,7 +20,7 @@ from draggan_protocol import DaemonUnreachable
 from draggan_protocol.framing import encode, make_header
 from draggan_protocol.signing import Signer, plain_credentials
 from draggan_protocol.spec import DEFAULT_LIMITS
-from draggan_protocol.transport import TransportError
+from draggan_protocol.transport import HandshakeRefused, TransportError
 from draggan_protocol.zmtp import ZmtpDealer, greeting
 from test_daemon_support import client_for, running_daemon
 
@@ -149,10 +149,16 @@ def test_a_layer_larger_than_a_frame_goes_up_and_comes_back_whole(transport):
         assert back.pixels == pixels.tobytes()
 
 
-def test_a_client_with_a_wrong_key_is_told_the_daemon_cannot_be_reached():
-    with running_daemon() as server, client_for(server, key=b"0" * 64) as c:
-        with pytest.raises(DaemonUnreachable):
-            c.hello(timeout=1.5)
+@pytest.mark.parametrize("transport", ["pyzmq", "zmtp"])
+def test_a_client_with_a_wrong_key_hears_at_once_that_it_was_refused(transport):
+    """Both transports raise HandshakeRefused (a DaemonUnreachable too), long before the request's timeout: pyzmq
+    through its socket monitor (libzmq alone would retry quietly), the pure-Python one from the ERROR command."""
+    with running_daemon() as server:
+        t0 = time.monotonic()
+        with pytest.raises(HandshakeRefused, match="refused this connection's key") as err:
+            with client_for(server, key=b"0" * 64, transport_kind=transport) as c:
+                c.hello(timeout=20)
+        assert time.monotonic() - t0 < 5 and isinstance(err.value, DaemonUnreachable)
         assert server.stats["received"] == 0
 
 

@@ -622,13 +622,14 @@ def test_install_gives_a_self_contained_plugin_folder(tmp_path: Path) -> None:
     assert str(folder / "vendor") in out.stdout
 
 
-def test_connect_says_a_running_daemon_refused_another_key(tmp_path, monkeypatch):
+@pytest.mark.parametrize("transport", ["zmtp", "pyzmq"])
+def test_connect_says_a_running_daemon_refused_another_key(tmp_path, monkeypatch, transport):
     """Protocol 2.0: a connection file with another daemon's key is refused in the handshake; the plug-in says the
     daemon did not let it in (it is running), not that it should be started."""
     from draggan_protocol import ConnectionInfo, write_connection_file
     from test_daemon_support import running_daemon
 
-    monkeypatch.setenv("DRAGGAN_TRANSPORT", "zmtp")  # the transport that hears the refusal, as in GIMP's Python
+    monkeypatch.setenv("DRAGGAN_TRANSPORT", transport)
     with running_daemon() as server:
         path = write_connection_file(ConnectionInfo(server.endpoint, "22" * 32), tmp_path / "other.json")
         with pytest.raises(PluginError) as err:

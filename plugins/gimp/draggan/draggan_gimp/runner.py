@@ -150,6 +150,10 @@ class Connection:
         return [k.decode("ascii") for k in keys] if keys else None
 
 
+def refused_text(endpoint: str, exc: Exception) -> str:
+    return f"The DragGAN daemon at {endpoint} did not let the plug-in in: {exc}."
+
+
 def connect(settings: RunSettings, hello_timeout: float = HELLO_TIMEOUT) -> Connection:
     """Connect and say hello; PluginError in plain words when there is no daemon or it does not answer."""
     path = Path(settings.connection_file).expanduser() if settings.connection_file else default_connection_file()
@@ -162,11 +166,14 @@ def connect(settings: RunSettings, hello_timeout: float = HELLO_TIMEOUT) -> Conn
             f"Start it with: {START_DAEMON}."
         ) from None
     except HandshakeRefused as exc:  # it runs, but not for this file's key (or it is full): not "start it"
-        raise PluginError(f"The DragGAN daemon at {conn_info.endpoint} did not let the plug-in in: {exc}.") from None
+        raise PluginError(refused_text(conn_info.endpoint, exc)) from None
     except (ValueError, OSError) as exc:
         raise PluginError(f"The DragGAN daemon's connection file {path} cannot be used: {exc}") from None
     try:
         info = client.hello(timeout=hello_timeout)
+    except HandshakeRefused as exc:  # (pyzmq hears it here, when the handshake has been answered)
+        client.close()
+        raise PluginError(refused_text(conn_info.endpoint, exc)) from None
     except DaemonUnreachable:
         client.close()
         raise PluginError(
