@@ -33,6 +33,7 @@ signed hello_reply; `set_limits(limits)` raises the caps to match.
 from __future__ import annotations
 
 import os
+import uuid
 from typing import Protocol, runtime_checkable
 
 from .errors import DaemonUnreachable
@@ -165,7 +166,7 @@ class PyZmqTransport:
             self._sock.plain_username, self._sock.plain_password = plain
         # (a monitor address of its own: pyzmq's default is named after the socket's fd, which can be reused)
         self._monitor = self._sock.get_monitor_socket(
-            zmq.EVENT_HANDSHAKE_FAILED_AUTH, addr=f"inproc://draggan-client-monitor-{os.getpid()}-{id(self)}"
+            zmq.EVENT_HANDSHAKE_FAILED_AUTH, addr=f"inproc://draggan-client-monitor-{uuid.uuid4().hex}"
         )
         try:
             self._sock.connect(endpoint)
