@@ -33,6 +33,7 @@ log = logging.getLogger("draggan.server")
 
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"  # fixed by RFC 27: one handler per ZeroMQ context
 ZAP_DOMAIN = b"draggan"
+_STATUS_TEXT = {b"400": b"no valid key", b"500": b"too many connections"}  # (libzmq passes on only the code)
 
 
 class Admission:
@@ -93,37 +94,27 @@ class Admission:
             self.stats["refused_malformed"] += 1
             return [b"1.0", request_id, b"500", b"unknown ZAP version", b"", b""]
         user = self._check(mechanism, credentials)
-        peer = address.decode("ascii", "replace")
+        peer = _plain_ip(address.decode("ascii", "replace"))
         if user is None:
-            self.stats["refused_key"] += 1
-            if worth_logging(self.stats["refused_key"]):
-                event(
-                    log,
-                    "handshake_refused",
-                    logging.WARNING,
-                    peer=peer,
-                    mechanism=mechanism.decode("ascii", "replace"),
-                    count=self.stats["refused_key"],
-                    reason="no valid key",
-                )
-            return [b"1.0", request_id, b"400", b"no valid key", b"", b""]
-        same = sum(1 for a in self.live.values() if a == _plain_ip(peer))
+            mech = mechanism.decode("ascii", "replace")
+            return self._refuse(request_id, b"400", "refused_key", peer, "no valid key", mechanism=mech)
+        same = sum(1 for a in self.live.values() if a == peer)
         crowded = same > self.max_per_address and not (self.exempt_loopback and _is_loopback(peer))
         if len(self.live) > self.max_connections or crowded:  # the connection asking is one of them
-            self.stats["refused_busy"] += 1
-            if worth_logging(self.stats["refused_busy"]):
-                event(
-                    log,
-                    "handshake_refused",
-                    logging.WARNING,
-                    peer=peer,
-                    count=self.stats["refused_busy"],
-                    reason=f"{same} connections from this address" if crowded else "too many connections",
-                )
             # 500, not RFC 27's 300: libzmq sends no ERROR for a 300 and leaves the client waiting for its timeout
-            return [b"1.0", request_id, b"500", b"too many connections", b"", b""]
+            why = f"{same} connections from this address" if crowded else "too many connections"
+            return self._refuse(request_id, b"500", "refused_busy", peer, why)
         self.stats["admitted"] += 1
         return [b"1.0", request_id, b"200", b"OK", user, b""]
+
+    def _refuse(
+        self, request_id: bytes, status: bytes, stat: str, peer: str, reason: str, **fields: str
+    ) -> list[bytes]:
+        """A ZAP refusal, counted under `stat` and logged (throttled)."""
+        self.stats[stat] += 1
+        if worth_logging(self.stats[stat]):
+            event(log, "handshake_refused", logging.WARNING, peer=peer, **fields, count=self.stats[stat], reason=reason)
+        return [b"1.0", request_id, status, _STATUS_TEXT[status], b"", b""]
 
     def _check(self, mechanism: bytes, credentials: list[bytes]) -> bytes | None:
         """The user id to admit, or None."""
@@ -132,11 +123,11 @@ class Admission:
             ok_user = hmac.compare_digest(user, self.password[0])
             ok_password = hmac.compare_digest(password, self.password[1])
             return user if ok_user and ok_password else None
-        if mechanism == b"CURVE" and self.curve_keys is not None and len(credentials) == 1:
+        if mechanism == b"CURVE" and len(credentials) == 1:
+            if self.curve_keys is None:
+                return b"curve"
             key = z85.encode(credentials[0]) if len(credentials[0]) == 32 else b""
             return key if key in self.curve_keys else None
-        if mechanism == b"CURVE" and self.curve_keys is None and len(credentials) == 1:
-            return b"curve"
         return None
 
 
