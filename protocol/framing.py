@@ -158,22 +158,12 @@ def parse_version(version: Any) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
-def verify_limits(limits: dict[str, int] | None = None) -> tuple[int, int]:
-    """(most frames, most signed bytes) of a message whose signature a receiver computes at all.
-
-    Every other check comes after the signature (a peer that has not proven the key gets no reply, not even
-    `too_large`), so hashing is bounded first: a bigger message is dropped unverified, like an unsigned one.
-    The bounds are those of the largest message a request can need (`spec.message_bounds`).
-    """
-    return message_bounds(limits)
-
-
 def decode(frames: list[Any], signer: Signer, limits: dict[str, int] | None = None) -> Message:
     """Verify the signature, then check framing, header and version; raise ProtocolError with a specific code.
 
     SignatureError (no reply: the sender has not proven it holds the key) is raised for a missing or wrong
     signature and for anything that cannot be verified: fewer than 4 frames, or more frames or bytes than
-    `verify_limits` allows (so hashing a large unsigned message stays bounded). Only then are the delimiter,
+    `spec.message_bounds` allows (so hashing a large unsigned message stays bounded). Only then are the delimiter,
     the buffer count and the frame and buffer sizes checked, so `bad_message` and `too_large` go to key holders only.
     The header's msg_id is attached to errors raised after it was read (`exc.parent_id`) so replies can point
     at the offending request.
@@ -181,7 +171,7 @@ def decode(frames: list[Any], signer: Signer, limits: dict[str, int] | None = No
     lim = {**DEFAULT_LIMITS, **(limits or {})}
     if len(frames) < 4:
         raise SignatureError(ErrorCode.BAD_MESSAGE, f"expected at least 4 frames, got {len(frames)}")
-    max_frames, max_signed = verify_limits(lim)
+    max_frames, max_signed = message_bounds(lim)
     if len(frames) > max_frames:
         raise SignatureError(ErrorCode.TOO_LARGE, f"{len(frames)} frames, more than {max_frames}: not verified")
     signed = frames[2:]

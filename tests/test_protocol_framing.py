@@ -120,7 +120,7 @@ class _CountingSigner(Signer):
 
 def test_hashing_an_unsigned_message_is_bounded():
     limits = {"max_frame_bytes": 1 << 20, "max_layer_pixels": 1 << 16}
-    max_frames, max_bytes = framing.verify_limits(limits)
+    max_frames, max_bytes = spec.message_bounds(limits)
     assert max_bytes <= 4096 + 262144 + 5 * (1 << 16)
     signer = _CountingSigner(b"secret")
     big = [spec.DELIMITER, b"0" * 64, b"h", b"c", b"\0" * (1 << 20), b"\0" * (1 << 20)]
