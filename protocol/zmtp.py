@@ -368,10 +368,10 @@ class ZmtpDealer:
             if peer_type not in _COMPATIBLE_PEERS:
                 raise TransportError(f"peer socket type {peer_type!r} cannot talk to a DEALER")
             self._ready = True
-        elif name == b"ERROR" or (not self._ready and _LIBZMQ_ERROR.fullmatch(bytes(body))):
-            reason = bytes(data[1 : 1 + data[0]]).decode(errors="replace") if data and name == b"ERROR" else ""
-            reason = reason or bytes(body[-3:]).decode(errors="replace")
-            raise HandshakeRefused(refusal_text(reason))
+        elif name == b"ERROR":
+            raise HandshakeRefused(refusal_text(bytes(data[1 : 1 + data[0]]).decode(errors="replace") if data else ""))
+        elif not self._ready and _LIBZMQ_ERROR.fullmatch(bytes(body)):
+            raise HandshakeRefused(refusal_text(bytes(body[-3:]).decode()))  # the status code, three digits
         elif name == b"PING":
             # PING body: 2-byte TTL, then up to 16 bytes of context that PONG must echo. Only the latest one is
             # answered, when nothing else is being written: a PING flood costs one pending PONG, never a wait.

@@ -500,3 +500,10 @@ def test_not_a_router_is_a_clear_transport_error(serve, reply, message):
         finally:
             dealer.close()
     assert elapsed_since(t0) < 2.0 + SLACK
+
+
+def test_an_error_command_without_a_reason_says_zmtp_error(serve):
+    """An RFC 23 ERROR with an empty reason is not mistaken for libzmq's garbled one (whose tail is a status)."""
+    server = serve(lambda c, s: (c.recv(64), c.sendall(GREETING + encode_command(b"ERROR", b"\x00")), s.wait(5)))
+    with pytest.raises(TransportError, match="refused the connection: ZMTP error$"):
+        ZmtpDealer(server.endpoint, connect_timeout=2.0)
