@@ -12,8 +12,9 @@ map and, like the official code with a freshly loaded network, back-propagates i
 as well. Ours stops at the supervised block, samples only the needed pixels and takes gradients for the
 latent alone. With `--preview-every N` our side runs two drags of the same start in one process, step by step
 in turn, one plain and one rendering a preview on every N-th step (as the plugins ask), and prints the second's
-step rate relative to the first's and what one preview step costs against a plain one. The last line is
-`speedup N.Nx (ours A s/step, reference B s/step)`, with previews `...; with previews every N: M.Mx)`.
+step rate relative to the first's, what one preview step costs against a plain one, and which block the previews
+stopped at (a draft below the model's size, engine/previews.py; `--full-previews`: always the full image).
+The last line is `speedup N.Nx (ours A s/step, reference B s/step)`, with previews `...; with previews every N: M.Mx)`.
 """
 
 from __future__ import annotations
@@ -124,19 +125,21 @@ def _ours_with_previews(args: argparse.Namespace, drag, device: str) -> dict:
     t_plain: list[float] = []
     t_shown: list[float] = []
     t_preview: list[float] = []
+    levels: list[int] = []
     for c in range(args.warmup + cycles):
         for j in range(every):
             for opt, preview, times in ((plain, False, t_plain), (shown, j == every - 1, t_shown)):
                 if device == "cuda":
                     torch.cuda.synchronize()
                 t0 = time.perf_counter()
-                opt.step(render_preview=preview)
+                report = opt.step(render_preview=preview, draft=not args.full_previews)
                 if device == "cuda":
                     torch.cuda.synchronize()
                 if c >= args.warmup:
                     times.append(time.perf_counter() - t0)
                     if preview:
                         t_preview.append(times[-1])
+                        levels.append(report.image_res)
     out = {
         "side": "ours",
         "median_s": statistics.median(t_plain),
@@ -145,6 +148,7 @@ def _ours_with_previews(args: argparse.Namespace, drag, device: str) -> dict:
         "mean_shown_s": statistics.mean(t_shown),
         "preview_step_s": statistics.median(t_preview),
         "previews": len(t_preview),
+        "preview_levels": levels,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     if device == "cuda":
@@ -170,6 +174,11 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         metavar="N",
         help="also time our drag with a preview every N-th step, interleaved with one without (0: off)",
+    )
+    ap.add_argument(
+        "--full-previews",
+        action="store_true",
+        help="previews always of the full image (no drafts; see --preview-every)",
     )
     ap.add_argument("--child", choices=["ours", "reference"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -206,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"previews every {n}: mean {r['mean_shown_s']:.3f} s/step vs {r['mean_plain_s']:.3f} s/step without, "
             f"interleaved ({rate:.0%} of the no-preview step rate); a preview step {r['preview_step_s']:.3f} s = "
-            f"{r['preview_step_s'] / ours:.2f}x a plain step (median of {r['previews']})"
+            f"{r['preview_step_s'] / ours:.2f}x a plain step (median of {r['previews']}); previews stopped at the "
+            f"{'/'.join(str(v) for v in sorted(set(r['preview_levels'])))}-px block (model {args.res} px)"
         )
         tail = f"; with previews every {n}: {ref / r['mean_shown_s']:.1f}x"
     print(f"speedup {ref / ours:.1f}x (ours {ours:.3f} s/step, reference {ref:.3f} s/step{tail})")
@@ -224,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
                 r["mean_plain_s"] / r["mean_shown_s"], 3
             ),
             "preview step / plain step": round(r["preview_step_s"] / ours, 2),
+            "preview block px (most common)": statistics.mode(r["preview_levels"]),
             f"speedup with previews every {args.preview_every}": round(ref / r["mean_shown_s"], 2),
         })  # fmt: skip
     for side in ("ours", "reference"):

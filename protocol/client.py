@@ -389,6 +389,7 @@ class Client:
         on_progress: ProgressCallback | None = None,
         frames: int | None = None,
         frames_max_bytes: int | None = None,
+        preview_detail: str | None = None,
     ) -> dict[str, Any]:
         """Drag handles to targets; returns job_done's content (state, steps, arrival fields). Blocks until done.
 
@@ -403,6 +404,7 @@ class Client:
             output,
             frames=frames,
             frames_max_bytes=frames_max_bytes,
+            preview_detail=preview_detail,
         )
         return self.run_job("drag", content, buffers, on_progress=on_progress)
 
@@ -537,12 +539,14 @@ def drag_request(
     invert_params: dict[str, Any] | None = None,
     frames: int | None = None,
     frames_max_bytes: int | None = None,
+    preview_detail: str | None = None,
 ) -> tuple[dict[str, Any], list[Any]]:
     """(content, buffers) of a drag request; `mask` is A8 at layer size, 255 = may change (like a selection).
 
     `output` is `transfer` (the layer's own pixels, moved) or `generator` (the generator's picture); None leaves
     it to the daemon (transfer from protocol 1.1 on). `frames` k (≥ 1) keeps a frame every k steps and the
-    result's (None or 0: none), within `frames_max_bytes` compressed bytes (None: the daemon's budget)."""
+    result's (None or 0: none), within `frames_max_bytes` compressed bytes (None: the daemon's budget).
+    `preview_detail` `draft` or `full` (None: the daemon's default, draft; PROTOCOL.md §6, 2.1)."""
     content: dict[str, Any] = {
         "session_id": session_id,
         "points": [[float(v) for v in p] for p in points],
@@ -557,6 +561,8 @@ def drag_request(
         content["invert_params"] = dict(invert_params)
     if preview_seconds is not None:
         content["preview_seconds"] = float(preview_seconds)
+    if preview_detail is not None:
+        content["preview_detail"] = str(preview_detail)
     if frames:
         content["frames"] = {"every": int(frames)}
         if frames_max_bytes is not None:

@@ -179,8 +179,8 @@ TABLE: tuple[Parameter, ...] = (
         "int",
         5,
         "Preview every",
-        "Show the picture as it is every this many steps (0 = no previews by count). Previews cost time: with "
-        "one every 5 steps a drag runs at about two thirds of its speed without, with one every step at a third",
+        "Show the picture as it is every this many steps (0 = no previews by count). A preview costs at most half "
+        "a step unless 'Preview detail' is 'full'",
         place=REQUEST,
         minimum=0,
         maximum=5000,
@@ -197,6 +197,17 @@ TABLE: tuple[Parameter, ...] = (
         maximum=3600.0,
         unit="seconds",
         nullable=True,
+    ),
+    Parameter(
+        "preview_detail",
+        "str",
+        "draft",
+        "Preview detail",
+        "'draft': a preview leaves out the finest detail when drawing it in full would slow the drag down (on a "
+        "CPU it mostly does); 'full': every preview in full detail, at the drag's expense. The result is always "
+        "in full detail",
+        place=REQUEST,
+        choices=("draft", "full"),
     ),
     Parameter(
         "invert_preset",

@@ -5,8 +5,9 @@ supervised block for the current latent, track the handles on those features, th
 motion-supervision loss (plus the mask term). The answers are the same; the work is not:
 
 * the synthesis stops after the supervised block (b128, or the nearest one); a preview is rendered apart,
-  without autograd, so the later, larger blocks and the ToRGB layers run only for previews and are never
-  differentiated;
+  without autograd, from the blocks the step computed in full, so the later, larger blocks and the ToRGB layers
+  run only for previews and are never differentiated; a preview may be a draft that stops below the last block,
+  so that it costs at most half a plain step (`previews`);
 * the feature map is never resized to image size: the few pixels that tracking and the losses read are
   sampled from the small map with the same arithmetic as the official resize (see `feature_sampling`),
   all in one batched call per use;
@@ -39,9 +40,10 @@ from draggan_protocol import parameters as _parameters
 
 from .errors import EngineInputError
 from .feature_sampling import sample_pixels, sample_points
-from .generator import Generator, NoiseMode
+from .generator import Generator, NoiseMode, Trunk
 from .local_synthesis import FeatureSynthesis
 from .motion import DiskGrid, MaskRegion, mask_is_active, mask_loss, motion_loss
+from .previews import PreviewPlanner
 from .tracking import TrackingOptions, track_points
 
 Point = tuple[float, float]
@@ -151,6 +153,7 @@ class StepReport:
     loss: float
     done: bool
     image: torch.Tensor | None = None  # [1, 3, H, W] in [-1, 1], only when a preview was asked for
+    image_res: int | None = None  # the block the image stops at (below the model's size: a draft, see `previews`)
     guarded: list[bool] = field(default_factory=list)  # per handle: the jump guard held it this step
 
 
@@ -191,6 +194,7 @@ class DragOptimizer:
         self.steps_taken = 0
         self.reanchored = 0  # how often a claimed arrival was refuted by the measure (see `run`)
         self.tracker_claim = False  # the last step's own arrival claim, before any measure checked it
+        self.previews = PreviewPlanner.for_blocks(G.synthesis.block_resolutions, budget=0.5)
 
     # ------------------------------------------------------------------------------------------------------
     # State.
@@ -215,20 +219,32 @@ class DragOptimizer:
             torch.manual_seed(self.config.seed * 100003 + self.steps_taken)
             yield
 
-    def _features(self, ws: torch.Tensor, regions: list[tuple[int, int, int, int]] | None = None) -> torch.Tensor:
+    def _features(
+        self, ws: torch.Tensor, regions: list[tuple[int, int, int, int]] | None = None, trunk: Trunk | None = None
+    ) -> torch.Tensor:
         """The supervised features of `ws`: the lean path of `local_synthesis` (with random noise, the
-        generator's own forward, stopped at the supervised block)."""
+        generator's own forward, stopped at the supervised block, and no trunk: a resumed forward would draw
+        other noise than a full one)."""
         if self.config.noise_mode != "random":
-            return self._synth(ws, regions, self.config.noise_mode)
+            return self._synth(ws, regions, self.config.noise_mode, trunk)
         with self._noise():
             _, feat = self.G.synthesis.run(ws, feature_res=self.feature_res, render_image=False, noise_mode="random")
         return feat
 
-    def _preview(self, ws: torch.Tensor) -> torch.Tensor:
-        """The image of `ws` (this step's noise), without autograd. A full render: the skip architecture sums
-        every block's ToRGB, and a step's features may be crops, so the step's own maps cannot be reused."""
+    def _preview(self, ws: torch.Tensor, trunk: Trunk | None, level: int) -> tuple[torch.Tensor, int]:
+        """The image of `ws` (this step's noise) up to block `level` (the model's size: the full image), without
+        autograd, resumed above the blocks the step computed in full (`trunk`); where those reach past `level`,
+        their own skip image is the draft. Returns (image, the block it stops at)."""
+        if trunk is not None and trunk.res == 0:
+            trunk = None
+        if trunk is not None and trunk.res > level:
+            level = trunk.res
+        draft = level if level < self.image_size else None
         with torch.no_grad(), self._noise():
-            return self.G.synthesis.run(ws.detach(), render_image=True, noise_mode=self.config.noise_mode)[0]
+            image = self.G.synthesis.run(
+                ws.detach(), render_image=True, noise_mode=self.config.noise_mode, image_res=draft, trunk=trunk
+            )[0]
+        return image, level
 
     def render(self) -> torch.Tensor:
         """The full image [1, 3, H, W] of the current latent."""
@@ -322,17 +338,20 @@ class DragOptimizer:
             boxes.append((box[0][0], box[1][0], box[0][1], box[1][1]))
         return boxes
 
-    def step(self, render_preview: bool = False) -> StepReport:
+    def step(self, render_preview: bool = False, draft: bool = True) -> StepReport:
         """Forward to the supervised block, track, and one Adam step unless every handle has arrived.
 
         With `render_preview` the report also carries the image of the latent this step started from (before its
         update), rendered without autograd; the step itself is the same as without, so previews never change
-        where a drag goes."""
+        where a drag goes. With `draft` that image may stop below the last block, as `self.previews` plans from
+        this drag's timings; without, it is the full image (a kept frame)."""
         if self._templates is None:
             raise EngineInputError("set the handle and target points before dragging")
+        started = time.perf_counter()
         ws = self._compose()  # a new tensor: the update below leaves it as it is
         local = self.config.local_features and self._mask_region is None
-        feat = self._features(ws, self._regions() if local else None)
+        trunk = Trunk() if render_preview and self.config.noise_mode != "random" else None
+        feat = self._features(ws, self._regions() if local else None, trunk)
         guarded = [False] * len(self.handles)
         if not ((self._fresh and self.config.tracking == "subpixel") or self._anchored):
             # The official code tracks on every step, the first included (where it finds the handle itself).
@@ -360,7 +379,18 @@ class DragOptimizer:
             self._opt.zero_grad(set_to_none=True)
             loss.backward(inputs=[self._w])  # gradients for the latent only, never the generator's weights
             self._opt.step()
-        image = self._preview(ws) if render_preview else None
+        image = level = None
+        if render_preview:
+            self._sync()
+            planned = self.previews.level if draft else self.image_size
+            rendered = time.perf_counter()
+            image, level = self._preview(ws, trunk, planned)
+            self._sync()
+            self.previews.preview_took(level, time.perf_counter() - rendered)
+            self.previews.step_took(rendered - started)
+        else:
+            self._sync()
+            self.previews.step_took(time.perf_counter() - started)
         self.steps_taken += 1
         return StepReport(
             step=self.steps_taken,
@@ -369,8 +399,14 @@ class DragOptimizer:
             loss=float(loss.detach()),
             done=done,
             image=image,
+            image_res=level,
             guarded=guarded,
         )
+
+    def _sync(self) -> None:
+        """Wait for the GPU, so that the preview planner times work done rather than work queued."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
     def _verify(self, report: StepReport, verify: Callable[[int, torch.Tensor], list[Point]]) -> StepReport:
         """Measure the handles; done only if every one is within the stop distance. Once refuted, the handles
@@ -398,10 +434,12 @@ class DragOptimizer:
         verify: Callable[[int, torch.Tensor], list[Point]] | None = None,
         verify_every: int = 3,
         max_verifications: int = 100,
+        draft_previews: bool = True,
     ) -> StepReport:
         """Step until every handle arrives, the step cap is reached, or `should_stop()` says so (checked
         before each step). A preview image rides on every `preview_every`-th report and/or on the first
-        report after `preview_seconds`; when previews are on, the last report carries the final image.
+        report after `preview_seconds`, a draft where a full one would slow the drag (`draft_previews`, see
+        `previews`); when previews are on, the last report carries the final image, in full.
 
         `verify(step, image)` is an independent measure of where each handle's content is (model pixels). When
         the tracker claims arrival it is asked; where the content is still farther than the stop distance, the
@@ -421,7 +459,7 @@ class DragOptimizer:
             want = (preview_every > 0 and (i + 1) % preview_every == 0) or (
                 preview_seconds is not None and now - last_preview >= preview_seconds
             )
-            report = self.step(render_preview=want)
+            report = self.step(render_preview=want, draft=draft_previews)
             if want:
                 last_preview = now
             self.tracker_claim = report.done
@@ -438,5 +476,7 @@ class DragOptimizer:
                 step=self.steps_taken, handles=list(self.handles), targets=list(self.targets), loss=math.nan, done=False
             )
         if (preview_every > 0 or preview_seconds is not None) and report.image is None:
-            report = replace(report, image=self.render())  # a copy: the callback's last report stays as it was
+            report = replace(
+                report, image=self.render(), image_res=self.image_size
+            )  # a copy: the callback's last report stays as it was
         return report

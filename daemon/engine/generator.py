@@ -366,6 +366,20 @@ class CropWalk:
         raise NotImplementedError
 
 
+@dataclass
+class Trunk:
+    """The lower, full-map blocks of one forward, kept so that another forward of the same latent resumes above them.
+
+    A drag step computes the blocks below its crops in full; a preview of the same latent then starts from their
+    output instead of computing them again (at 256 px they are a quarter of a 64-px preview's work). Filled by a
+    `run` that is handed an empty one (`res` 0): the last block run in full, its output and the skip image up to it,
+    detached and made without autograd; read by a `run` that is handed a filled one."""
+
+    res: int = 0
+    x: torch.Tensor | None = None
+    img: torch.Tensor | None = None
+
+
 class SynthesisNetwork(nn.Module):
     def __init__(self, cfg: GeneratorConfig):
         super().__init__()
@@ -390,6 +404,8 @@ class SynthesisNetwork(nn.Module):
         square_output: bool = True,
         fused: bool = True,
         crops: CropWalk | None = None,
+        image_res: int | None = None,
+        trunk: Trunk | None = None,
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Return (image, features of block `feature_res`); stops after that block when no image is asked.
 
@@ -398,33 +414,59 @@ class SynthesisNetwork(nn.Module):
         square_output=False for the raw H x H/2 maps. `fused`: see modulated_conv2d. `crops` (features only):
         which parts of which blocks to compute (local_synthesis.CropWalk); the features are then exact inside
         the crops and zero elsewhere.
+
+        `image_res` (a draft): the image stops at that block, and its skip image (the sum of the ToRGB outputs up
+        to there) is up-sampled to full size the way the synthesis up-samples it, so the result is the full image
+        without the upper blocks' detail, at a fraction of the work. `trunk`: an empty one is filled with the last
+        block this run computes in full (see Trunk); a filled one is resumed from, with the same latent.
         """
         if feature_res is not None and feature_res not in self.block_resolutions:
             raise ValueError(f"no synthesis block at resolution {feature_res}")
+        if image_res is not None and (image_res not in self.block_resolutions or not render_image):
+            raise ValueError(f"no image at block resolution {image_res}")
         if not render_image and feature_res is None:
             raise ValueError("nothing to compute: no image and no features asked for")
         if crops is not None and (render_image or feature_res is None):
             raise ValueError("crops give features only, not an image")
+        resume = trunk is not None and trunk.res > 0
+        if resume and feature_res is not None and feature_res <= trunk.res:
+            raise ValueError("the features asked for lie inside the trunk")
         x = img = feats = None
         w_idx = 0
+        cropped = False  # once a block runs on crops, the ones above it do too
         for res in self.block_resolutions:
             block = self.block(res)
-            dtype = self.half_dtype if (self.half_dtype is not None and block.use_fp16) else torch.float32
-            corners = None
-            if crops is not None:
-                x, corners = crops.enter(res, x)
-            x = block.features(x, ws[:, w_idx : w_idx + block.num_conv], noise_mode, dtype, fused, corners)
-            if crops is not None:
-                x = crops.leave(res, x)
-            w_idx += block.num_conv
-            if res == feature_res:
+            if resume and res <= trunk.res:
+                w_idx += block.num_conv
+                if res < trunk.res:
+                    continue
+                x, img = trunk.x, trunk.img
+            else:
+                dtype = self.half_dtype if (self.half_dtype is not None and block.use_fp16) else torch.float32
+                corners = None
                 if crops is not None:
-                    return None, crops.canvas(x)
-                feats = x.float()
-                if not render_image:
-                    return None, pad_to_square(feats, 0.0) if square_output else feats
-            if render_image:
-                img = block.rgb(x, img, ws[:, w_idx])
+                    x, corners = crops.enter(res, x)
+                x = block.features(x, ws[:, w_idx : w_idx + block.num_conv], noise_mode, dtype, fused, corners)
+                if crops is not None:
+                    x = crops.leave(res, x)
+                w_idx += block.num_conv
+                cropped = cropped or corners is not None
+                if trunk is not None and not cropped:
+                    with torch.no_grad():
+                        trunk.res, trunk.x = res, x.detach()
+                        trunk.img = block.rgb(trunk.x, trunk.img, ws[:, w_idx].detach())
+                if res == feature_res:
+                    if crops is not None:
+                        return None, crops.canvas(x)
+                    feats = x.float()
+                    if not render_image:
+                        return None, pad_to_square(feats, 0.0) if square_output else feats
+                if render_image:
+                    img = block.rgb(x, img, ws[:, w_idx])
+            if res == image_res:
+                while res < self.img_resolution:
+                    img, res = upsample2d(img, block.resample_filter), res * 2
+                break
         if square_output and not self.cfg.square:
             img = pad_to_square(img, 1.0)
             feats = None if feats is None else pad_to_square(feats, 0.0)

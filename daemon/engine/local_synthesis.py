@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from . import generator
-from .generator import Crops, Generator, NoiseMode
+from .generator import Crops, Generator, NoiseMode, Trunk
 
 MARGIN = 3  # input-resolution pixels kept beyond what a block's output crop needs (contamination is 2)
 MIN_CROP_RES = 32  # blocks at or below this resolution run in full; they are cheap
@@ -136,9 +136,14 @@ class FeatureSynthesis:
         self.feature_res = feature_res
 
     def __call__(
-        self, ws: torch.Tensor, regions: list[Box] | None = None, noise_mode: NoiseMode = "const"
+        self,
+        ws: torch.Tensor,
+        regions: list[Box] | None = None,
+        noise_mode: NoiseMode = "const",
+        trunk: Trunk | None = None,
     ) -> torch.Tensor:
-        """Map [1, C, f, f]; with `regions`, exact inside them (and zero elsewhere) when crops pay off."""
+        """Map [1, C, f, f]; with `regions`, exact inside them (and zero elsewhere) when crops pay off. An empty
+        `trunk` is filled with the blocks computed in full, for a preview of the same latent (generator.Trunk)."""
         if noise_mode not in ("const", "none"):
             raise ValueError("the drag synthesis supports noise modes 'const' and 'none'")
         syn = self.G.synthesis
@@ -146,6 +151,12 @@ class FeatureSynthesis:
         plans = plan_crops(self.feature_res, regions) if regions is not None and syn.cfg.square else None
         walk = CropWalk(plans, self.feature_res) if plans else None
         _, feats = syn.run(
-            ws, feature_res=self.feature_res, render_image=False, noise_mode=noise_mode, fused=False, crops=walk
+            ws,
+            feature_res=self.feature_res,
+            render_image=False,
+            noise_mode=noise_mode,
+            fused=False,
+            crops=walk,
+            trunk=trunk,
         )
         return feats

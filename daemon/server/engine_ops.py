@@ -166,6 +166,7 @@ class EngineOps:
         last_handles = handles
         preview_every = int(args.get("preview_every", parameters.default("preview_every")))
         preview_seconds = args.get("preview_seconds")
+        drafts = str(args.get("preview_detail", parameters.default("preview_detail"))) == "draft"
         s.frames = None  # the frames of an earlier drag go: those kept belong to the session's last drag
         keep = self._frame_store(s, args.get("frames"), output)
         last_preview = time.monotonic()
@@ -199,6 +200,7 @@ class EngineOps:
                     if want_preview:
                         content.update(report)
                         content["preview"], frames = self._layer_payload(s, rendered.layer, "changed", "RGBA8")
+                        content["preview_res"] = int(rep.image_res or res)
             progress(content, frames)
 
         final = opt.run(
@@ -208,6 +210,7 @@ class EngineOps:
             preview_seconds=None if keep is not None else preview_seconds,
             max_steps=steps,
             verify=meter.verify if check_arrival else None,
+            draft_previews=drafts and keep is None,  # kept frames are the animation: always in full
         )
         cancelled = stop() and not final.done
         outcome = meter.unmoved()

@@ -1,0 +1,68 @@
+"""How detailed a drag's live previews can be without slowing the drag: the preview's block, from timings.
+
+A plain drag step is cheap because it computes the large blocks only around the handles (`local_synthesis`); a
+preview has to render the whole picture. On a CPU a full 256-px render costs about two plain steps, a 512-px one
+nearly four (benchmarks/drag_speed.py, figures in benchmarks/RESULTS.md), so previews every few steps would halve
+the drag's speed. A preview may therefore be a draft: the synthesis stops at a lower block and its skip image is
+up-sampled to full size (`SynthesisNetwork.run(image_res=...)`), the full picture without the finer blocks' detail.
+
+The rule: a preview costs at most `budget` plain steps (0.5: a preview every 5 steps keeps ≥ 90 % of the step rate,
+one on every step ≤ 1.5× a plain step). The planner starts at the cheapest block, measures what each preview and
+each plain step take, and moves one block up while the next block's cost (measured, else estimated) fits and one
+down when the current one does not. Where the hardware is fast enough (a GPU) previews reach full resolution
+after a few; the final picture and a drag's kept frames are never drafts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MIN_PREVIEW_RES = 64  # below this a draft shows too little to judge a drag by
+GROWTH = 2.2  # a block's preview cost over the one below it, until measured (measured at 256 and 512 px: 1.8-2.2)
+SMOOTHING = 0.3  # weight of a new timing in the running figures
+
+
+@dataclass
+class PreviewPlanner:
+    """Which block the next preview stops at. `levels`: the candidate block resolutions, ascending, the last the
+    full image; `budget`: a preview's cost in plain steps (None: always the full image)."""
+
+    levels: list[int]
+    budget: float | None = 0.5
+    step_s: float | None = None  # running plain-step time
+    cost_s: dict[int, float] = field(default_factory=dict)  # running preview time per block
+    index: int = 0
+
+    @classmethod
+    def for_blocks(cls, block_resolutions: list[int], budget: float | None) -> PreviewPlanner:
+        full = block_resolutions[-1]
+        levels = [r for r in block_resolutions if r >= min(MIN_PREVIEW_RES, full)]
+        return cls(levels, budget)
+
+    @property
+    def level(self) -> int:
+        """The block the next preview stops at (the last level is the full image)."""
+        return self.levels[-1] if self.budget is None else self.levels[self.index]
+
+    @property
+    def full(self) -> bool:
+        return self.level == self.levels[-1]
+
+    def step_took(self, seconds: float) -> None:
+        self.step_s = _smooth(self.step_s, seconds)
+
+    def preview_took(self, level: int, seconds: float) -> None:
+        self.cost_s[level] = _smooth(self.cost_s.get(level), seconds)
+        if self.budget is None or self.step_s is None or level != self.level:
+            return
+        allowed = self.budget * self.step_s
+        if self.cost_s[level] > allowed and self.index > 0:
+            self.index -= 1
+        elif self.index + 1 < len(self.levels):
+            up = self.levels[self.index + 1]
+            if self.cost_s.get(up, self.cost_s[level] * GROWTH) <= allowed:
+                self.index += 1
+
+
+def _smooth(old: float | None, new: float) -> float:
+    return new if old is None else (1 - SMOOTHING) * old + SMOOTHING * new

@@ -1,0 +1,147 @@
+"""Issue 12, item 1: previews without autograd, from the blocks a step computed in full, and drafts when a full
+preview would slow the drag (engine/previews.py, `SynthesisNetwork.run(image_res=..., trunk=...)`)."""
+
+from __future__ import annotations
+
+import daemons
+import pytest
+import torch
+from draggan_daemon.engine.drag import DragConfig, DragOptimizer
+from draggan_daemon.engine.generator import Trunk, upsample2d
+from draggan_daemon.engine.previews import GROWTH, PreviewPlanner
+from draggan_daemon.server.models import builtin_test_generator
+from draggan_protocol import image_from_message
+from test_daemon_support import client_for
+from test_drag_engine import _generator
+
+
+# ---------------------------------------------------------------- the planner
+def test_the_planner_starts_cheapest_climbs_while_it_fits_and_drops_when_it_does_not() -> None:
+    plan = PreviewPlanner.for_blocks([4, 8, 16, 32, 64, 128, 256], budget=0.5)
+    assert plan.levels == [64, 128, 256] and plan.level == 64 and not plan.full
+    plan.step_took(1.0)
+    plan.preview_took(64, 0.1)  # 0.1 x GROWTH fits in half a step: one block up
+    assert plan.level == 128
+    plan.preview_took(128, 0.9)  # over half a step: back down
+    assert plan.level == 64
+    plan.preview_took(64, 0.1)  # 128 is known to cost too much now: stays
+    assert plan.level == 64 and plan.cost_s[128] == pytest.approx(0.9)
+    for _ in range(20):  # the drag gets slower (a larger mask, a busier machine): 128 fits again
+        plan.step_took(4.0)
+    plan.preview_took(64, 0.1)
+    assert plan.level == 128
+    plan.preview_took(128, 0.2)
+    assert plan.level == 256 and plan.full
+    plan.preview_took(256, 0.2)  # the top: stays
+    assert plan.level == 256
+
+
+def test_the_planner_never_goes_below_its_lowest_block_and_without_a_budget_is_always_full() -> None:
+    plan = PreviewPlanner.for_blocks([4, 8, 16, 32, 64, 128], budget=0.5)
+    plan.step_took(0.1)
+    plan.preview_took(64, 5.0)
+    assert plan.level == 64
+    assert PreviewPlanner.for_blocks([4, 8, 16, 32], budget=0.5).levels == [32]  # a small model: only its own size
+    full = PreviewPlanner.for_blocks([4, 8, 16, 32, 64, 128], budget=None)
+    full.step_took(0.1)
+    full.preview_took(128, 5.0)
+    assert full.level == 128 and full.full
+    assert GROWTH > 1
+
+
+# ---------------------------------------------------------------- the synthesis
+def test_a_draft_is_the_skip_image_of_its_block_up_sampled_the_generators_way() -> None:
+    G = _generator(128)
+    syn = G.synthesis
+    ws = G.z_to_ws(3)
+    with torch.no_grad():
+        full = syn.run(ws)[0]
+        x = img = None
+        w = 0
+        for res in syn.block_resolutions:
+            block = syn.block(res)
+            x = block.features(x, ws[:, w : w + block.num_conv], "const", torch.float32)
+            w += block.num_conv
+            img = block.rgb(x, img, ws[:, w])
+            if res == 32:
+                break
+        by_hand = upsample2d(upsample2d(img, syn.b64.resample_filter), syn.b64.resample_filter)
+        draft = syn.run(ws, image_res=32)[0]
+    assert draft.shape == full.shape
+    assert torch.allclose(draft, by_hand, atol=1e-6)
+    assert not torch.allclose(draft, full, atol=1e-3)  # the finer blocks add something
+    assert torch.equal(syn.run(ws, image_res=128)[0], full)
+
+
+@pytest.mark.parametrize("with_mask", [False, True], ids=["crops", "mask"])
+def test_a_preview_resumed_from_the_steps_full_blocks_equals_a_render_from_scratch(with_mask: bool) -> None:
+    """The trunk holds the blocks the step computed in full (below the crops; with a mask, up to the supervised
+    block) and nothing computed on crops."""
+    G = _generator(256)
+    ws = G.z_to_ws(5)
+    opt = DragOptimizer(G, ws, DragConfig())
+    mask = None
+    if with_mask:
+        mask = torch.zeros(256, 256)
+        mask[128:, :] = 1.0
+    opt.set_points([(80.0, 120.0), (160.0, 90.0)], [(100.0, 120.0), (160.0, 110.0)], mask)
+    trunk = Trunk()
+    local = not with_mask
+    opt._features(opt._compose(), opt._regions() if local else None, trunk)
+    assert trunk.res == (32 if local else opt.feature_res)
+    assert not trunk.x.requires_grad and trunk.img.shape[-1] == trunk.res
+    with torch.no_grad():
+        for level in (64, 128, 256):
+            if level < trunk.res:
+                continue
+            draft = None if level == 256 else level
+            resumed = G.synthesis.run(ws, image_res=draft, trunk=trunk)[0]
+            scratch = G.synthesis.run(ws, image_res=draft)[0]
+            assert (resumed - scratch).abs().max() <= 5e-5, level  # fused vs activation-modulated: rounding
+
+
+def test_draft_previews_show_the_latent_at_their_block_and_full_ones_the_whole_picture() -> None:
+    G = _generator(256)
+    ws = G.z_to_ws(2)
+    for draft in (True, False):
+        opt = DragOptimizer(G, ws, DragConfig())
+        opt.set_points([(80.0, 120.0)], [(100.0, 120.0)])
+        before = opt.ws
+        reports = [opt.step(render_preview=True, draft=draft) for _ in range(3)]
+        first = reports[0]
+        assert first.image_res == (64 if draft else 256)  # a drag's first draft is the cheapest block
+        with torch.no_grad():
+            expected = G.synthesis.run(before, image_res=first.image_res if draft else None)[0]
+        assert (first.image - expected).abs().max() <= 5e-5
+        assert all(r.image.shape == (1, 3, 256, 256) for r in reports)
+        assert all(r.image_res in opt.previews.levels for r in reports)
+    plain = DragOptimizer(G, ws, DragConfig())
+    plain.set_points([(80.0, 120.0)], [(100.0, 120.0)])
+    for _ in range(3):
+        plain.step()
+    assert torch.allclose(plain.ws, opt.ws, atol=1e-6)  # previews, drafts or not, never change the drag
+
+
+# ---------------------------------------------------------------- the daemon
+def test_the_daemon_says_which_block_a_preview_stops_at_and_full_means_full() -> None:
+    with daemons.in_process([("t128", builtin_test_generator(128))]) as server, client_for(server) as c:
+        sid = c.open_seed_session(seed=1)["session_id"]
+        seen = {}
+        for detail in ("draft", "full"):
+            events = []
+            c.drag(
+                sid,
+                [(40, 50, 48, 52)],
+                params={"steps": 4},
+                preview_every=1,
+                preview_detail=detail,
+                on_progress=events.append,
+            )
+            previews = [m for m in events if "preview" in m.content]
+            assert len(previews) == 4
+            p = image_from_message(previews[0], "preview")
+            assert (p.width, p.height) == (128, 128)
+            seen[detail] = [m.content["preview_res"] for m in previews]
+            c.undo(sid)
+        assert seen["draft"][0] == 64 and set(seen["draft"]) <= {64, 128}
+        assert seen["full"] == [128] * 4
