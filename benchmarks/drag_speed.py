@@ -9,12 +9,16 @@ Random weights (speed does not depend on them). Each side runs in its own child 
 memory is its own; both run in the same invocation, on the same machine state, one after the other. The
 reference loop (benchmarks/reference_drag.py) renders the full image every step, resizes the whole feature
 map and, like the official code with a freshly loaded network, back-propagates into the generator's weights
-as well. Ours stops at the supervised block, samples only the needed pixels and takes gradients for the
-latent alone. With `--preview-every N` our side runs two drags of the same start in one process, step by step
-in turn, one plain and one rendering a preview on every N-th step (as the plugins ask), and prints the second's
-step rate relative to the first's, what one preview step costs against a plain one, and which block the previews
-stopped at (a draft below the model's size, engine/previews.py; `--full-previews`: always the full image).
-The last line is `speedup N.Nx (ours A s/step, reference B s/step)`, with previews `...; with previews every N: M.Mx)`.
+as well. Ours runs on a generator whose weights need no gradient, as the daemon serves every model, stops at
+the supervised block, samples only the needed pixels and takes gradients for the latent alone.
+
+With `--preview-every N` our side runs two drags of the same start in one process, step by step in turn, one
+plain and one rendering a preview on every N-th step (as the plugins ask). It prints the second's step rate
+relative to the first's, what one preview step costs against a plain one, and which block the previews stopped
+at (a draft below the model's size, engine/previews.py; `--full-previews`: always the full image).
+
+The last line is `speedup N.Nx (ours A s/step, reference B s/step)`, with previews
+`...; with previews every N: M.Mx)`.
 """
 
 from __future__ import annotations
@@ -65,6 +69,8 @@ def _child(side: str, args: argparse.Namespace) -> dict:
     r1, r2 = max(round(3 / 512 * args.res), 2), max(round(12 / 512 * args.res), 3)
     if side == "ours":
         from draggan_daemon.engine.drag import DragConfig, DragOptimizer
+
+        G.requires_grad_(False)  # as the daemon serves every model (server/models.py): the drag optimises latents only
 
         cfg = DragConfig(lr=2e-3, r1=r1, r2=r2, tracking="nearest", jump_guard=False, stop_distance=0.5)
 
