@@ -28,7 +28,7 @@ import torch
 from . import generator
 from .generator import Crops, Generator, NoiseMode, Trunk
 
-MARGIN = 3  # input-resolution pixels kept beyond what a block's output crop needs (contamination is 2)
+MARGIN = 2  # input-resolution pixels beyond what a block's output crop needs: the false borders reach 2 (no spare)
 MIN_CROP_RES = 32  # blocks at or below this resolution run in full; they are cheap
 MAX_AREA_FRACTION = 0.5  # crop a level only when all crops together cover at most this share of it
 
