@@ -147,6 +147,7 @@ def modulated_conv2d(
     resample_filter: torch.Tensor | None = None,
     fused: bool = True,
     weight_sq: torch.Tensor | None = None,
+    weight_up: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Style-modulated convolution, NVIDIA's two ways (same numbers within float rounding).
 
@@ -155,7 +156,8 @@ def modulated_conv2d(
     convolve with the fixed weight, scale the output channels by the demodulation coefficients), so no
     weight-sized tensor is made or differentiated and one weight serves a whole batch; `styles` may then be one
     row [1, in] shared by every sample of `x` (e.g. crops of one picture). A drag step uses it. `weight_sq`: the
-    weight's squares summed over the kernel ([out, in]), when the caller keeps them (fp32 only).
+    weight's squares summed over the kernel ([out, in]) and `weight_up` the weight as the transposed conv reads it
+    ([in, out, kh, kw], contiguous), when the caller keeps them (fp32 only).
     """
     batch = x.shape[0]
     out_c, in_c, kh, kw = weight.shape
@@ -163,7 +165,7 @@ def modulated_conv2d(
         # Pre-normalise so fp16 does not overflow; demodulation cancels the scale.
         weight = weight * (1 / math.sqrt(in_c * kh * kw) / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
         styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
-        weight_sq = None
+        weight_sq = weight_up = None
     if up:
         fw = resample_filter.shape[-1]
         p0 = padding + (fw + 1) // 2 - (kw - 1)
@@ -173,7 +175,8 @@ def modulated_conv2d(
         if not up:
             x = F.conv2d(x, weight.to(x.dtype), padding=padding)
         else:
-            x = F.conv_transpose2d(x, weight.transpose(0, 1).to(x.dtype), stride=2)
+            w_up = weight.transpose(0, 1) if weight_up is None or weight_up.dtype != x.dtype else weight_up
+            x = F.conv_transpose2d(x, w_up.to(x.dtype), stride=2)
             x = fir_filter(x, resample_filter, (p0, p1, p0, p1), gain=4.0)
         if demodulate:
             wsq = weight.square().sum(dim=[2, 3]) if weight_sq is None else weight_sq
@@ -255,16 +258,20 @@ class SynthesisLayer(nn.Module):
         self.noise_strength = nn.Parameter(torch.zeros([]))
         self.register_buffer("resample_filter", make_filter(cfg.resample_filter))
 
-    def _weight_sq(self) -> torch.Tensor | None:
-        """The weight's squares summed over the kernel, kept while the weight is unchanged (a drag's every step
-        needs them; pivotal tuning changes the weight, and a weight that is being trained is not cached)."""
+    def _derived(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """What the activation-modulated path derives from the weight, kept while the weight is unchanged (a
+        drag's every step needs it; pivotal tuning changes the weight, and a weight being trained is not cached):
+        its squares summed over the kernel, and for an up-sampling layer the weight laid out as the transposed
+        convolution reads it (otherwise a weight-sized copy per call)."""
         weight = self.weight
         if weight.requires_grad:
-            return None
+            return None, None
         key = (weight.data_ptr(), weight._version, weight.device, weight.dtype)
-        if getattr(self, "_wsq_key", None) != key:
-            self._wsq_key, self._wsq = key, weight.detach().square().sum(dim=[2, 3])
-        return self._wsq
+        if getattr(self, "_derived_key", None) != key:
+            w = weight.detach()
+            up = w.transpose(0, 1).contiguous() if self.up else None
+            self._derived_key, self._derived_cache = key, (w.square().sum(dim=[2, 3]), up)
+        return self._derived_cache
 
     def forward(
         self, x: torch.Tensor, w: torch.Tensor, noise_mode: NoiseMode, fused: bool = True, crops: Crops = None
@@ -272,6 +279,7 @@ class SynthesisLayer(nn.Module):
         """`crops`: x is a batch of crops of one picture whose outputs start at these (x, y) corners of this layer's
         map (every op is translation-equivariant; the constant noise is cut to match)."""
         styles = self.affine(w)
+        weight_sq, weight_up = (None, None) if fused else self._derived()
         x = modulated_conv2d(
             x,
             self.weight,
@@ -280,7 +288,8 @@ class SynthesisLayer(nn.Module):
             padding=1,
             resample_filter=self.resample_filter,
             fused=fused,
-            weight_sq=None if fused else self._weight_sq(),
+            weight_sq=weight_sq,
+            weight_up=weight_up,
         )
         if noise_mode == "random":
             if crops is not None:
