@@ -315,7 +315,11 @@ class KritaDocument:
     def to_timeline(self, app: Any, group: Any, frames: int) -> Any | None:
         """Krita's own Convert Group to Animated Layer on `group` (which must be the active node by now): one
         animated paint layer, one keyframe per frame from time 0, the document's clip range set to them. Returns
-        the animated layer, or None where this Krita cannot (no such action, no view): the group stays then."""
+        the animated layer, or None where this Krita cannot (no such action, no view): the group stays then.
+
+        Not `Document.importAnimation`, which would make the whole animation one undo step: Krita 5.2.9 segfaults
+        inside it now and then, in a worker thread (by the code there, a stroke of the temporary document it loads
+        each frame into), whatever the plugin does around it."""
         action = app.action(TO_TIMELINE) if hasattr(app, "action") else None
         active = self.doc.activeNode()
         if action is None or active is None or node_id(active) != node_id(group):
