@@ -145,3 +145,33 @@ def test_the_daemon_says_which_block_a_preview_stops_at_and_full_means_full() ->
             c.undo(sid)
         assert seen["draft"][0] == 64 and set(seen["draft"]) <= {64, 128}
         assert seen["full"] == [128] * 4
+
+
+def test_arrival_is_never_judged_on_a_draft() -> None:
+    """The optimiser's arrival check gets the full picture of the latent even when the step's preview is a draft."""
+    G = _generator(256)
+    opt = DragOptimizer(G, G.z_to_ws(4), DragConfig(stop_distance=40.0))  # "arrived" at once: the check is asked
+    opt.set_points([(80.0, 120.0)], [(100.0, 120.0)])
+    opt.previews.budget = 1e-9  # nothing fits: every preview stays a draft at the lowest block
+    seen = []
+
+    def verify(step: int, image: torch.Tensor) -> list[tuple[float, float]]:
+        with torch.no_grad():
+            seen.append((image - G.synthesis.run(opt.ws)[0]).abs().max().item())
+        return list(opt.targets)
+
+    opt.run(preview_every=1, max_steps=3, verify=verify, verify_every=1)
+    assert seen and max(seen) <= 1e-5, seen
+
+
+def test_a_draft_previews_arrival_compares_drafts() -> None:
+    """A draft is compared with the start picture's draft at the same block: the first preview shows the start
+    latent, so its content has not moved at all (against the full start picture, the missing detail would read
+    as motion)."""
+    with daemons.in_process([("t128", builtin_test_generator(128))]) as server, client_for(server) as c:
+        sid = c.open_seed_session(seed=2)["session_id"]
+        events = []
+        c.drag(sid, [(40, 50, 56, 52)], params={"steps": 2}, preview_every=1, on_progress=events.append)
+        first = next(m.content for m in events if "preview" in m.content)
+        assert first["preview_res"] == 64 and first["step"] == 1
+        assert first["measured"] == [[40.0, 50.0]], first

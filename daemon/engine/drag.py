@@ -411,7 +411,8 @@ class DragOptimizer:
     def _verify(self, report: StepReport, verify: Callable[[int, torch.Tensor], list[Point]]) -> StepReport:
         """Measure the handles; done only if every one is within the stop distance. Once refuted, the handles
         follow the measure: they are placed where it found their content and the tracker is not asked again."""
-        image = report.image if report.image is not None else self.render()
+        full = report.image is not None and report.image_res == self.image_size
+        image = report.image if full else self.render()  # never a draft: arrival is judged on the real picture
         measured = verify(report.step, image)
         stop = self.resolved.stop_distance
         arrived = all(math.dist(m, t) <= stop for m, t in zip(measured, self.targets, strict=True))

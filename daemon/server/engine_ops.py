@@ -194,7 +194,7 @@ class EngineOps:
                     if want_preview:
                         last_preview = now
                 if want_frame or want_preview:
-                    rendered, report = meter.at(rep.step, rep.image, render=True)
+                    rendered, report = meter.at(rep.step, rep.image, render=True, level=rep.image_res)
                     if want_frame:
                         keep.add(rep.step - 1, self._changed(s, rendered.layer))
                     if want_preview:
@@ -283,13 +283,16 @@ class EngineOps:
         image: torch.Tensor,
         prepared: Any,
         look: Look,
+        level: int | None = None,
     ) -> Rendered:
-        """The session's layer as it looks with generator picture `image`, made as `look` says."""
+        """The session's layer as it looks with generator picture `image`, made as `look` says. A draft `image`
+        (stopped at block `level`, see engine/previews.py) is compared with the fitted picture's draft at the same
+        block, so the motion read from the two is the drag's, not the missing detail's."""
         if s.source == "seed":  # the "layer" is the generator's own picture
             return Rendered(tensor_to_rgba(image), "generator", None, None)
         prepared = prepared if prepared is not None else s.prepared
         res = s.resolution
-        fitted = picture_u8(_rendered_image(s.history[0]), res)
+        fitted = picture_u8(_rendered_image(s.history[0], level), res)
         return render_layer(
             s.layer,
             fitted,
@@ -398,10 +401,17 @@ def _step_content(job_id: str, rep: Any, max_steps: int, handles: list[tuple[flo
 _FINAL = -1  # cache key of the final picture (step numbers key the pictures seen during the drag)
 
 
-def _rendered_image(state: EditState) -> torch.Tensor:
+def _rendered_image(state: EditState, level: int | None = None) -> torch.Tensor:
+    """The picture of a history state (cached); with `level` below the model's size, its draft at that block."""
+    syn = state.generator.synthesis
+    if level is not None and level < syn.img_resolution:
+        if level not in state.drafts:
+            with torch.no_grad():
+                state.drafts[level] = syn.run(state.ws, render_image=True, image_res=level)[0]
+        return state.drafts[level]
     if state.image is None:
         with torch.no_grad():
-            state.image = state.generator.synthesis.run(state.ws, render_image=True)[0]
+            state.image = syn.run(state.ws, render_image=True)[0]
     return state.image
 
 
@@ -426,6 +436,7 @@ class _ArrivalMeter:
         self.ops, self.s, self.prepared, self.look = ops, s, prepared, look
         self.handles, self.targets, self.handles_model, self.to_layer = handles, targets, handles_model, to_layer
         self.res = s.resolution
+        self.start = start
         self.start_pic = picture_u8(_rendered_image(start), self.res)
         # The session's fitted picture is the transfer's reference; when this drag starts there, one field serves both.
         self.same_start = start is s.history[0]
@@ -445,27 +456,34 @@ class _ArrivalMeter:
             stop = min(stop, 0.25 * min(moving))
         return max(1.0, stop) if stop_model > 0 else 0.0
 
-    def _measure(self, step: int, image: torch.Tensor, render: bool) -> tuple[Rendered | None, list, str | None]:
-        hit = self._cache.get(step)
+    def _measure(
+        self, step: int, image: torch.Tensor, render: bool, level: int | None = None
+    ) -> tuple[Rendered | None, list, str | None]:
+        level = None if level is None or level >= self.res else level
+        key = (step, level)
+        hit = self._cache.get(key)
         if hit is not None and (hit[0] is not None or not render):
             return hit
-        rendered = self.ops.picture(self.s, image, self.prepared, self.look) if render else None
+        rendered = self.ops.picture(self.s, image, self.prepared, self.look, level) if render else None
         motion = rendered.motion if rendered is not None and self.same_start else None
         if motion is None:
             keep = None if self.prepared is None or self.prepared.mask is None else self.prepared.mask.cpu().numpy()
-            motion = estimate_motion(self.start_pic, picture_u8(image, self.res), keep=keep, focus=self.look.focus)
+            start = self.start_pic if level is None else picture_u8(_rendered_image(self.start, level), self.res)
+            motion = estimate_motion(start, picture_u8(image, self.res), keep=keep, focus=self.look.focus)
         measured = measure_points(motion, self.handles_model)
         fallback = rendered.fallback if rendered is not None else None
-        self._cache = {step: (rendered, measured, fallback)}
-        return self._cache[step]
+        self._cache = {key: (rendered, measured, fallback)}
+        return self._cache[key]
 
     def verify(self, step: int, image: torch.Tensor) -> list[tuple[float, float]]:
         """Measured handle positions in model pixels (the optimiser's arrival check)."""
         return self._measure(step, image, render=False)[1]
 
-    def at(self, step: int, image: torch.Tensor, render: bool) -> tuple[Rendered | None, dict[str, Any]]:
-        """(the layer picture when `render`, the arrival fields) at a step."""
-        rendered, measured, fallback = self._measure(step, image, render)
+    def at(
+        self, step: int, image: torch.Tensor, render: bool, level: int | None = None
+    ) -> tuple[Rendered | None, dict[str, Any]]:
+        """(the layer picture when `render`, the arrival fields) at a step; `level`: the block a draft stops at."""
+        rendered, measured, fallback = self._measure(step, image, render, level)
         return rendered, self._fields(measured, rendered.output if rendered else self.look.output, fallback)
 
     def unmoved(self) -> dict[str, Any]:

@@ -42,6 +42,7 @@ class EditState:
     generator: Any
     prepared: Any | None = None
     image: torch.Tensor | None = None  # [1, 3, R, R] render of ws, cached
+    drafts: dict[int, torch.Tensor] = field(default_factory=dict)  # drafts of ws by block (draft previews compare)
     handles: list[tuple[float, float]] | None = None  # last handle positions (layer coordinates)
     look: Look = Look()  # how the drag that made this state asked for its picture
 
