@@ -1,9 +1,9 @@
 """How detailed a drag's live previews can be without slowing the drag: the preview's block, from timings.
 
 A plain drag step is cheap because it computes the large blocks only around the handles (`local_synthesis`); a
-preview has to render the whole picture. On a CPU a full 256-px render costs about two plain steps, a 512-px one
-nearly four (benchmarks/drag_speed.py, figures in benchmarks/RESULTS.md), so previews every few steps would halve
-the drag's speed. A preview may therefore be a draft: the synthesis stops at a lower block and its skip image is
+preview has to render the whole picture, which on a CPU costs several plain steps (`benchmarks/drag_speed.py
+--preview-every 1 --full-previews`, figures in benchmarks/RESULTS.md), so previews every few steps would halve the
+drag's speed. A preview may therefore be a draft: the synthesis stops at a lower block and its skip image is
 up-sampled to full size (`SynthesisNetwork.run(image_res=...)`), the full picture without the finer blocks' detail.
 
 The rule: a preview costs at most `budget` plain steps (0.5: a preview every 5 steps keeps ≥ 90 % of the step rate,
@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 MIN_PREVIEW_RES = 64  # below this a draft shows too little to judge a drag by
-GROWTH = 2.2  # a block's preview cost over the one below it, until measured (measured at 256 and 512 px: 1.8-2.2)
+GROWTH = 2.2  # a block's preview cost over the one below it, a guess until that block has been timed once
 SMOOTHING = 0.3  # weight of a new timing in the running figures
 
 
