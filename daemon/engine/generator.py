@@ -23,6 +23,7 @@ from torch import nn
 
 NoiseMode = Literal["const", "random", "none"]
 Crops = list[tuple[int, int]] | None  # (x, y) corners of a batch of crops of one picture, in a layer's output map
+Window = tuple[list[tuple[int, int]], int] | None  # per crop, the (x, y) corner of a square of this side to keep
 
 LRELU_GAIN = math.sqrt(2.0)
 
@@ -298,9 +299,10 @@ class SynthesisLayer(nn.Module):
             x = x + (noise * self.noise_strength).to(x.dtype)
         elif noise_mode == "const":
             noise = self.noise_const * self.noise_strength
-            if crops is not None:
+            if crops is not None:  # a corner may lie one pixel outside the map (a trimmed window, see features)
                 h, w_ = x.shape[2], x.shape[3]
-                noise = torch.stack([noise[y : y + h, x0 : x0 + w_] for x0, y in crops])[:, None]
+                noise = F.pad(noise, (1, 1, 1, 1))
+                noise = torch.stack([noise[y + 1 : y + 1 + h, x0 + 1 : x0 + 1 + w_] for x0, y in crops])[:, None]
             x = x + noise.to(x.dtype)
         return bias_act(x, self.bias, lrelu=True, gain=LRELU_GAIN, clamp=self.conv_clamp)
 
@@ -342,15 +344,27 @@ class SynthesisBlock(nn.Module):
         dtype: torch.dtype,
         fused: bool = True,
         crops: Crops = None,
+        window: Window = None,
     ) -> torch.Tensor:
         """The block's feature map; `ws` holds this block's conv ws ([B, num_conv, w_dim]). `fused` and `crops`:
-        see modulated_conv2d and SynthesisLayer.forward."""
+        see modulated_conv2d and SynthesisLayer.forward. `window`: on crops, the part of the first conv's output
+        the second conv needs (the block's output crop and one pixel around it); the rest, whose values the crops'
+        false borders reach anyway, is cut away before the second conv instead of after it. Where the window
+        leaves the map (a crop at the picture's edge) it reads zeros: the second conv's own padding."""
         if self.in_c == 0:
             if crops is not None:
                 raise ValueError("the constant block runs in full")
             x = self.const.to(dtype).unsqueeze(0).repeat(ws.shape[0], 1, 1, 1)
             return self.conv1(x, ws[:, 0], noise_mode, fused)
         x = self.conv0(x.to(dtype), ws[:, 0], noise_mode, fused, crops)
+        if window is not None and crops is not None:
+            starts, side = window
+            x = F.pad(x, (1, 1, 1, 1))
+            x = torch.stack(
+                [x[i, :, y - cy + 1 : y - cy + 1 + side, wx - cx + 1 : wx - cx + 1 + side]
+                 for i, ((wx, y), (cx, cy)) in enumerate(zip(starts, crops, strict=True))]
+            )  # fmt: skip
+            crops = starts
         return self.conv1(x, ws[:, 1], noise_mode, fused, crops)
 
     def rgb(self, x: torch.Tensor, img: torch.Tensor | None, w: torch.Tensor) -> torch.Tensor:
@@ -367,6 +381,10 @@ class CropWalk:
 
     def enter(self, res: int, x: torch.Tensor | None) -> tuple[torch.Tensor | None, Crops]:
         raise NotImplementedError
+
+    def window(self, res: int) -> Window:
+        """Of the block's first conv output, what its second conv needs (None: all); see SynthesisBlock.features."""
+        return None
 
     def leave(self, res: int, y: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -453,9 +471,11 @@ class SynthesisNetwork(nn.Module):
             else:
                 dtype = self.half_dtype if (self.half_dtype is not None and block.use_fp16) else torch.float32
                 corners = None
+                window = None
                 if crops is not None:
                     x, corners = crops.enter(res, x)
-                x = block.features(x, ws[:, w_idx : w_idx + block.num_conv], noise_mode, dtype, fused, corners)
+                    window = crops.window(res) if corners is not None else None
+                x = block.features(x, ws[:, w_idx : w_idx + block.num_conv], noise_mode, dtype, fused, corners, window)
                 if crops is not None:
                     x = crops.leave(res, x)
                 w_idx += block.num_conv

@@ -110,6 +110,15 @@ class CropWalk(generator.CropWalk):
         self._up = [(2 * sx, 2 * sy) for sx, sy in in_starts]
         return x, self._up
 
+    def window(self, res: int) -> tuple[list[tuple[int, int]], int] | None:
+        """The output crops and one pixel around them: all of the first conv's output that the second conv of a
+        cropped block needs. Its corners become the block's output corners, for `leave`."""
+        plan = self.plans.get(res)
+        if plan is None:
+            return None
+        self._up = [(sx - 1, sy - 1) for sx, sy in plan.starts]
+        return self._up, plan.size + 2
+
     def leave(self, res: int, y: torch.Tensor) -> torch.Tensor:
         plan = self.plans.get(res)
         if plan is None:
