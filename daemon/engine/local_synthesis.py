@@ -127,11 +127,25 @@ class CropWalk(generator.CropWalk):
         return _slice(y, plan.starts, plan.size, self._up)
 
     def canvas(self, x: torch.Tensor) -> torch.Tensor:
-        size = self.plans[self.feature_res].size
-        out = torch.zeros(1, x.shape[1], self.feature_res, self.feature_res, dtype=torch.float32, device=x.device)
-        for i, (sx, sy) in enumerate(self.origin or []):
-            out[0, :, sy : sy + size, sx : sx + size] = x[i].float()
+        return _Canvas.apply(x.float(), self.origin or [], self.feature_res)
+
+
+class _Canvas(torch.autograd.Function):
+    """Crops [N, C, s, s] placed at their corners on a zero map [1, C, f, f]; the gradient of each crop is its
+    window of the map's gradient. (Slice assignment would clone the whole map's gradient once per crop.)"""
+
+    @staticmethod
+    def forward(ctx, crops: torch.Tensor, corners: list[tuple[int, int]], res: int) -> torch.Tensor:
+        ctx.corners, ctx.side = corners, crops.shape[-1]
+        out = crops.new_zeros(1, crops.shape[1], res, res)
+        for i, (sx, sy) in enumerate(corners):
+            out[0, :, sy : sy + ctx.side, sx : sx + ctx.side] = crops[i]
         return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        side = ctx.side
+        return torch.stack([grad[0, :, sy : sy + side, sx : sx + side] for sx, sy in ctx.corners]), None, None
 
 
 class FeatureSynthesis:
