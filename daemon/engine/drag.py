@@ -338,16 +338,19 @@ class DragOptimizer:
             boxes.append((box[0][0], box[1][0], box[0][1], box[1][1]))
         return boxes
 
-    def step(self, render_preview: bool = False, draft: bool = True) -> StepReport:
+    def step(self, render_preview: bool = False, draft: bool = False) -> StepReport:
         """Forward to the supervised block, track, and one Adam step unless every handle has arrived.
 
         With `render_preview` the report also carries the image of the latent this step started from (before its
         update), rendered without autograd; the step itself is the same as without, so previews never change
-        where a drag goes. With `draft` that image may stop below the last block, as `self.previews` plans from
-        this drag's timings; without, it is the full image (a kept frame)."""
+        where a drag goes. With `draft` (see `run`) that image may stop below the last block, as `self.previews`
+        plans from this drag's timings, and may be left out (the report carries no image) when even the cheapest
+        draft would slow the drag past the planner's budget; without, it is the full image (a kept frame)."""
         if self._templates is None:
             raise EngineInputError("set the handle and target points before dragging")
         started = time.perf_counter()
+        if render_preview and draft:
+            render_preview = self.previews.ask()  # left out when previews would slow the drag past their budget
         ws = self._compose()  # a new tensor: the update below leaves it as it is
         local = self.config.local_features and self._mask_region is None
         trunk = Trunk() if render_preview and self.config.noise_mode != "random" else None
@@ -435,12 +438,13 @@ class DragOptimizer:
         verify: Callable[[int, torch.Tensor], list[Point]] | None = None,
         verify_every: int = 3,
         max_verifications: int = 100,
-        draft_previews: bool = True,
+        draft_previews: bool = False,
     ) -> StepReport:
         """Step until every handle arrives, the step cap is reached, or `should_stop()` says so (checked
         before each step). A preview image rides on every `preview_every`-th report and/or on the first
-        report after `preview_seconds`, a draft where a full one would slow the drag (`draft_previews`, see
-        `previews`); when previews are on, the last report carries the final image, in full.
+        report after `preview_seconds`. With `draft_previews` (the daemon's default, wire `preview_detail`) they
+        are planned by `self.previews`: drafts where a full one would slow the drag, some left out where even the
+        cheapest would. When previews are on, the last report carries the final image, in full.
 
         `verify(step, image)` is an independent measure of where each handle's content is (model pixels). When
         the tracker claims arrival it is asked; where the content is still farther than the stop distance, the

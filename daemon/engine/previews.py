@@ -6,11 +6,14 @@ preview has to render the whole picture, which on a CPU costs several plain step
 drag's speed. A preview may therefore be a draft: the synthesis stops at a lower block and its skip image is
 up-sampled to full size (`SynthesisNetwork.run(image_res=...)`), the full picture without the finer blocks' detail.
 
-The rule: a preview costs at most `budget` plain steps (0.5: a preview every 5 steps keeps ≥ 90 % of the step rate,
-one on every step ≤ 1.5× a plain step). The planner starts at the cheapest block, measures what each preview and
-each plain step take, and moves one block up while the next block's cost (measured, else estimated) fits and one
-down when the current one does not. Where the hardware is fast enough (a GPU) previews reach full resolution
-after a few; the final picture and a drag's kept frames are never drafts.
+The rule: previews cost at most `budget` plain steps each, on average (0.5: a preview every 5 steps keeps ≥ 90 %
+of the step rate, one on every step ≤ 1.5× a plain step). The planner starts at the cheapest block, measures what
+each preview and each plain step take, and moves one block up while the next block's cost (measured, else
+estimated) fits and one down when the current one does not. Where even the cheapest block costs more (a large
+model on a slow CPU), the cadence gives way too: each asked-for preview earns `budget` steps' worth of time, a
+preview is drawn only when the time earned covers it, so some asked-for previews are left out rather than the
+drag slowed. Where the hardware is fast enough (a GPU) previews reach full resolution after a few; the final
+picture and a drag's kept frames are never drafts and never left out.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ class PreviewPlanner:
     step_s: float | None = None  # running plain-step time
     cost_s: dict[int, float] = field(default_factory=dict)  # running preview time per block
     index: int = 0
+    credit_s: float = 0.0  # preview time earned by asked-for previews and not yet spent
 
     @classmethod
     def for_blocks(cls, block_resolutions: list[int], budget: float | None) -> PreviewPlanner:
@@ -48,10 +52,20 @@ class PreviewPlanner:
     def full(self) -> bool:
         return self.level == self.levels[-1]
 
+    def ask(self) -> bool:
+        """A preview is asked for: whether to draw it (at `level`) or leave it out to keep within the budget."""
+        if self.budget is None or self.step_s is None:
+            return True
+        earned = self.budget * self.step_s
+        cost = self.cost_s.get(self.level, 0.0)
+        self.credit_s = min(self.credit_s + earned, max(cost, earned) + earned)  # no hoard for a later burst
+        return self.credit_s >= cost
+
     def step_took(self, seconds: float) -> None:
         self.step_s = _smooth(self.step_s, seconds)
 
     def preview_took(self, level: int, seconds: float) -> None:
+        self.credit_s = max(self.credit_s - seconds, 0.0)
         self.cost_s[level] = _smooth(self.cost_s.get(level), seconds)
         if self.budget is None or self.step_s is None or level != self.level:
             return
