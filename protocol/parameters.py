@@ -179,8 +179,9 @@ TABLE: tuple[Parameter, ...] = (
         "int",
         5,
         "Preview every",
-        "Show the picture as it is every this many steps (0 = no previews by count). A preview costs at most half "
-        "a step unless 'Preview detail' is 'full'",
+        "Show the picture as it is every this many steps (0 = no previews by count). Previews never slow the drag "
+        "by more than about a third: where they would, some are drawn in less detail or left out, unless "
+        "'Preview detail' is 'full'",
         place=REQUEST,
         minimum=0,
         maximum=5000,

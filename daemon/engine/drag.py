@@ -7,7 +7,7 @@ motion-supervision loss (plus the mask term). The answers are the same; the work
 * the synthesis stops after the supervised block (b128, or the nearest one); a preview is rendered apart,
   without autograd, from the blocks the step computed in full, so the later, larger blocks and the ToRGB layers
   run only for previews and are never differentiated; a preview may be a draft that stops below the last block,
-  so that it costs at most half a plain step (`previews`);
+  so that previews cost at most 0.4 plain steps each on average (`previews`);
 * the feature map is never resized to image size: the few pixels that tracking and the losses read are
   sampled from the small map with the same arithmetic as the official resize (see `feature_sampling`),
   all in one batched call per use;
@@ -43,7 +43,7 @@ from .feature_sampling import sample_pixels, sample_points
 from .generator import Generator, NoiseMode, Trunk
 from .local_synthesis import FeatureSynthesis
 from .motion import DiskGrid, MaskRegion, mask_is_active, mask_loss, motion_loss
-from .previews import PreviewPlanner
+from .previews import BUDGET, PreviewPlanner
 from .tracking import TrackingOptions, track_points
 
 Point = tuple[float, float]
@@ -194,7 +194,7 @@ class DragOptimizer:
         self.steps_taken = 0
         self.reanchored = 0  # how often a claimed arrival was refuted by the measure (see `run`)
         self.tracker_claim = False  # the last step's own arrival claim, before any measure checked it
-        self.previews = PreviewPlanner.for_blocks(G.synthesis.block_resolutions, budget=0.5)
+        self.previews = PreviewPlanner.for_blocks(G.synthesis.block_resolutions, budget=BUDGET)
 
     # ------------------------------------------------------------------------------------------------------
     # State.

@@ -6,8 +6,9 @@ preview has to render the whole picture, which on a CPU costs several plain step
 drag's speed. A preview may therefore be a draft: the synthesis stops at a lower block and its skip image is
 up-sampled to full size (`SynthesisNetwork.run(image_res=...)`), the full picture without the finer blocks' detail.
 
-The rule: previews cost at most `budget` plain steps each, on average (0.5: a preview every 5 steps keeps ≥ 90 %
-of the step rate, one on every step ≤ 1.5× a plain step). The planner starts at the cheapest block, measures what
+The rule: previews cost at most `budget` plain steps each, on average (BUDGET 0.4: a preview every 5 steps keeps
+≥ 90 % of the step rate, one asked on every step ≤ 1.5× a plain step, with room for what a preview costs beyond its
+own time: the caches it empties for the next steps). The planner starts at the cheapest block, measures what
 each preview and each plain step take, and moves one block up while the next block's cost (measured, else
 estimated) fits and one down when the current one does not. Where even the cheapest block costs more (a large
 model on a slow CPU), the cadence gives way too: each asked-for preview earns `budget` steps' worth of time, a
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+BUDGET = 0.4  # a preview's average cost in plain steps
 MIN_PREVIEW_RES = 64  # below this a draft shows too little to judge a drag by
 GROWTH = 2.2  # a block's preview cost over the one below it, a guess until that block has been timed once
 SMOOTHING = 0.3  # weight of a new timing in the running figures
@@ -31,7 +33,7 @@ class PreviewPlanner:
     full image; `budget`: a preview's cost in plain steps (None: always the full image)."""
 
     levels: list[int]
-    budget: float | None = 0.5
+    budget: float | None = BUDGET
     step_s: float | None = None  # running plain-step time
     cost_s: dict[int, float] = field(default_factory=dict)  # running preview time per block
     index: int = 0
