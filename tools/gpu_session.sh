@@ -18,6 +18,9 @@ export PYTHONPATH="$WORK:$REPO${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 {
   echo "== drag step, 512 px config-f, CUDA fp16 (ours vs official-style loop)"
   timeout 120 python3 "$REPO/benchmarks/drag_speed.py" --device cuda --res 512 --fp16 --steps 20
+  echo "== previews on CUDA, 512 px fp16: one asked every 5 steps, and every step (drafts where they would slow it)"
+  timeout 90 python3 "$REPO/benchmarks/drag_speed.py" --device cuda --res 512 --fp16 --steps 20 --preview-every 5
+  timeout 90 python3 "$REPO/benchmarks/drag_speed.py" --device cuda --res 512 --fp16 --steps 20 --preview-every 1
   echo "== drag step, 256 px, CUDA fp32"
   timeout 60 python3 "$REPO/benchmarks/drag_speed.py" --device cuda --res 256 --steps 20
   echo "== inversion of the new model on CUDA"
