@@ -282,6 +282,7 @@ class EditController(QObject):
             return
         frames = [(f.step, f.pixels, (f.offset[0], f.offset[1], f.width, f.height)) for f in self._frames]
         self._frames = []
+        kdoc.prepare_timeline(self.app, len(frames))  # first, so that the time switch lies below the group
         group = kdoc.add_frames_group(source, self.session.layer_name, frames)
         self.animation = {"group": group.name(), "frames": len(frames), "timeline": False}
         kdoc.doc.setActiveNode(group)
@@ -290,7 +291,7 @@ class EditController(QObject):
     def _to_timeline(self, kdoc: KritaDocument, group: Any, n: int) -> None:
         layer = None
         try:
-            layer = kdoc.to_timeline(self.app, group, n)
+            layer = kdoc.to_timeline(self.app, group)
         except Exception as exc:  # an older or newer Krita without the conversion: the group stays
             self.animation["timeline_error"] = f"{type(exc).__name__}: {exc}"
         name = self.animation.get("group", "")

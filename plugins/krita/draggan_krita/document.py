@@ -10,7 +10,8 @@
   the result layer; "Apply as animation" puts the drag's frames above the source instead: a group of layers, one
   per frame, which Krita's own Convert Group to Animated Layer then makes one animated layer (a frame per kept
   step on the timeline). Layers are added and removed with Krita's node calls, which put them on the undo stack (one
-  step each: a drag and its Apply leave one); the source layer itself is only ever read.
+  step each: a drag and its Apply leave one; Apply as animation leaves four, two of them above the layers before
+  the drag, see `prepare_timeline`); the source layer itself is only ever read.
 
 Krita runs its event loop inside node and shape calls (timers and socket notifiers fire before they return), so
 callers must not rely on nothing else having happened in between.
@@ -294,28 +295,48 @@ class KritaDocument:
     def add_frames_group(self, source: Any, source_name: str, frames: list[tuple[int, bytes, Rect]]) -> Any:
         """The drag's frames as a group of paint layers right above the source, "Frame 1 (step 0)" at the bottom:
         each a copy of the source with that frame's pixels (BGRA8 over its rectangle) written in. The group is
-        filled before it joins the document, so adding it is one undo step; the preview layer goes first (it showed
-        the result, which is the last frame)."""
+        filled before it joins the document, so adding it is one undo step (and filling it none); the preview layer
+        goes first, in a step of its own (it showed the result, which is the last frame)."""
         from PyQt5.QtCore import QByteArray
 
         self.remove_preview()
         group = self.doc.createGroupLayer(self.unique_name(source_name + ANIMATION_SUFFIX))
-        below = None
+        layers = []
         for i, (step, bgra, (x, y, w, h)) in enumerate(frames):
             layer = source.duplicate()
             layer.setName(f"Frame {i + 1} (step {step})")
-            group.addChildNode(layer, below)  # above the frame before it
             layer.setPixelData(QByteArray(bgra), x, y, w, h)
-            below = layer
+            layers.append(layer)
+        # Not group.addChildNode: that is an undo step per frame even on a group outside the document (an "Add
+        # layer" each, which undo would later walk through with nothing to see, and which push the person's own
+        # history off Krita's undo limit). setChildNodes fills the group in order, bottom first, with none.
+        group.setChildNodes(layers)
         parent = source.parentNode() or self.doc.rootNode()
         parent.addChildNode(group, source)
         self.doc.refreshProjection()
         return find_by_name(self.doc, group.name(), "grouplayer") or group
 
-    def to_timeline(self, app: Any, group: Any, frames: int) -> Any | None:
+    def prepare_timeline(self, app: Any, frames: int) -> bool:
+        """Before the frames group joins the document: the document's clip range set to the frames (0 … frames−1)
+        and the current time to the last, where this Krita has the conversion (`to_timeline`). The time switch is
+        an undo step of its own (the clip range is not); made first, it lies below the group and the conversion
+        on the undo stack, so that two undos take the animation away. The conversion keeps the current time, so
+        the last frame (the result) is what the canvas shows once the animated layer is there."""
+        if not hasattr(app, "action") or app.action(TO_TIMELINE) is None:
+            return False
+        try:
+            self.doc.setFullClipRangeStartTime(0)
+            self.doc.setFullClipRangeEndTime(max(0, frames - 1))
+            self.doc.setCurrentTime(max(0, frames - 1))
+        except AttributeError:  # a Krita without animation in its scripting API
+            return False
+        return True
+
+    def to_timeline(self, app: Any, group: Any) -> Any | None:
         """Krita's own Convert Group to Animated Layer on `group` (which must be the active node by now): one
-        animated paint layer, one keyframe per frame from time 0, the document's clip range set to them. Returns
-        the animated layer, or None where this Krita cannot (no such action, no view): the group stays then.
+        animated paint layer, one keyframe per frame from time 0, in one undo step (Krita's own: the layer added,
+        the group removed); the clip range and current time `prepare_timeline` set stay. Returns the animated
+        layer, or None where this Krita cannot (no such action, no view): the group stays then.
 
         Not `Document.importAnimation`, which would make the whole animation one undo step: Krita 5.2.9 segfaults
         inside it now and then, in a worker thread (by the code there, a stroke of the temporary document it loads
@@ -329,12 +350,6 @@ class KritaDocument:
         layer = find_by_name(self.doc, name, "paintlayer")
         if layer is None or not layer.animated():
             return None
-        try:
-            self.doc.setFullClipRangeStartTime(0)
-            self.doc.setFullClipRangeEndTime(max(0, frames - 1))
-            self.doc.setCurrentTime(max(0, frames - 1))
-        except AttributeError:
-            pass
         self.doc.refreshProjection()
         return layer
 

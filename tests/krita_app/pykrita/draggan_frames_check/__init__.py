@@ -3,8 +3,11 @@
 Started by tests/test_krita_frames.py with DRAGGAN_FRAMES_CHECK (the JSON to write) set; does nothing otherwise.
 It opens a 64-px document, adds one line to the points layer, ticks Keep frames, drags a few steps, notes the
 preview layer's pixels (the result), presses Apply as animation, and reports: the new layer's type and whether it
-is animated, which times have keyframes, each keyframe's pixels (read at that time) against the source and the
-result, the document's clip range, and what one undo after another takes away until the document is as before.
+is animated, which times have keyframes, each keyframe's pixels (read with pixelDataAtTime: a time switch would be
+an undo step of its own) against the source and the result, the current time and what the layer shows there, the
+document's clip range, Krita's Undo History docker (rows and current row) before the drag, after it and after Apply,
+what one undo after another takes away until the animation's name is gone, and, after as many redos, the layers,
+keyframes and frames again (this time also through the canvas, switching to each time).
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ class Check(ScenarioCheck):
         yield 900
         before = digest(source.pixelData(0, 0, SIDE, SIDE))
         r["layers_before"] = [n.name() for n in doc.rootNode().childNodes()]
+        r["history_before"] = history_rows(k)
         panel.steps_spin.setValue(6)
         panel.frames_check.setChecked(True)
         panel.observe()
@@ -82,6 +86,8 @@ class Check(ScenarioCheck):
         preview = find_by_name(doc, "DragGAN preview", "paintlayer")
         r["result"] = digest(preview.pixelData(0, 0, SIDE, SIDE)) if preview is not None else None
         r["layers_done"] = [n.name() for n in doc.rootNode().childNodes()]
+        r["history_done"] = history_rows(k)
+        r["docker_names"] = [d.objectName() for d in k.dockers()]
         panel.animation_button.click()
         end = time.monotonic() + 60
         while c.phase != ctl.IDLE:
@@ -92,31 +98,69 @@ class Check(ScenarioCheck):
         r["error"] = c.error
         r["animation"] = dict(c.animation)
         r["layers_after"] = [(n.name(), n.type(), bool(n.animated())) for n in doc.rootNode().childNodes()]
-        made = find_by_name(doc, c.animation.get("group", "?"))
+        name = c.animation.get("group", "?")
+        made = find_by_name(doc, name)
         total = int((r["kept"] or {}).get("total") or 0)
+        r["history_after"] = history_rows(k)
+        r["time_after_apply"] = doc.currentTime()
         if made is not None:
             r["made"] = {"name": made.name(), "type": made.type(), "animated": bool(made.animated())}
-            r["keyframes"] = [t for t in range(total + 3) if made.hasKeyframeAtTime(t)]
+            r["shown_after_apply"] = digest(made.pixelData(0, 0, SIDE, SIDE))  # what the canvas shows now
+            r["keyframes"] = keyframes(made, total)
             r["children"] = [n.name() for n in made.childNodes()]
-            shown = []
-            for t in range(total if made.animated() else 0):
-                doc.setCurrentTime(t)
-                yield 300
-                shown.append(digest(made.pixelData(0, 0, SIDE, SIDE)))
-            r["frame_digests"] = shown
+            # Each keyframe's pixels read without a time switch (one would be an undo step of its own).
+            r["frame_digests"] = [digest(made.pixelDataAtTime(0, 0, SIDE, SIDE, t)) for t in range(total)]
             r["clip_range"] = [doc.fullClipRangeStartTime(), doc.fullClipRangeEndTime()]
         r["source_digest"] = before
-        r["source_unchanged"] = digest(source.pixelData(0, 0, SIDE, SIDE)) == before
-        undo = k.action("edit_undo")
+        r["history_after_reading"] = history_rows(k)
         walked = []
-        for _ in range(6):
-            if made is None or find_by_name(doc, r["animation"].get("group", "?")) is None:
+        for _ in range(6):  # undo until the animation's name is gone from the document
+            if made is None or find_by_name(doc, name) is None:
                 break
-            undo.trigger()
+            k.action("edit_undo").trigger()
             yield 400
             walked.append([n.name() for n in doc.rootNode().childNodes()])
+            r.setdefault("undo_walk_types", []).append(getattr(find_by_name(doc, name), "type", lambda: None)())
         r["undo_walk"] = walked
+        r["history_after_undo"] = history_rows(k)
+        r["layers_undone_types"] = [(n.name(), n.type()) for n in doc.rootNode().childNodes()]
+        for _ in walked:  # and redo as many
+            k.action("edit_redo").trigger()
+            yield 400
+        r["layers_redone"] = [(n.name(), n.type(), bool(n.animated())) for n in doc.rootNode().childNodes()]
+        again = find_by_name(doc, name)
+        if again is not None and again.animated():
+            r["redo_time"] = doc.currentTime()
+            r["redo_shown"] = digest(again.pixelData(0, 0, SIDE, SIDE))
+            r["redo_keyframes"] = keyframes(again, total)
+            shown = []
+            for t in range(total):  # now through the canvas: each time switched to, the layer's pixels there
+                doc.setCurrentTime(t)
+                yield 300
+                shown.append(digest(again.pixelData(0, 0, SIDE, SIDE)))
+            r["redo_frame_digests"] = shown
+            r["redo_frames_at_time"] = [digest(again.pixelDataAtTime(0, 0, SIDE, SIDE, t)) for t in range(total)]
+        r["source_unchanged"] = digest(source.pixelData(0, 0, SIDE, SIDE)) == before
         yield 100
+
+
+def keyframes(node: Any, total: int) -> list[int]:
+    return [t for t in range(total + 3) if node.hasKeyframeAtTime(t)]
+
+
+def history_rows(k: Any) -> list[int] | None:
+    """Krita's Undo History docker (object name "History", its undo stack): [rows, the current row] (a row per
+    step and one for the empty state; undone steps keep their rows until something new is done), or None where it
+    cannot be read."""
+
+    from PyQt5.QtWidgets import QAbstractItemView
+
+    for dock in k.dockers():
+        if dock.objectName() == "History":
+            for view in dock.findChildren(QAbstractItemView):
+                if view.model() is not None:
+                    return [int(view.model().rowCount()), int(view.currentIndex().row())]
+    return None
 
 
 register(lambda: Check(RESULT, 200), RESULT)
