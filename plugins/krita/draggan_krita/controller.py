@@ -282,54 +282,26 @@ class EditController(QObject):
             return
         frames = [(f.step, f.pixels, (f.offset[0], f.offset[1], f.width, f.height)) for f in self._frames]
         self._frames = []
-        kdoc.prepare_timeline(self.app, len(frames))  # first, so that the time switch lies below the animation
-        self.animation = {"frames": len(frames), "timeline": False}
-        scratch = None
-        try:
-            scratch = kdoc.frames_in_scratch(self.app, source, self.session.layer_name, frames)
-        except Exception as exc:  # the frames go in as a group then
-            self.animation["timeline_error"] = f"{type(exc).__name__}: {exc}"
-        if scratch is None:
-            self._as_group(kdoc, source, frames)
-            return
-        self.animation["group"] = scratch.name
-        QTimer.singleShot(TIMELINE_WAIT_MS, lambda: self._to_timeline(kdoc, scratch, frames))
+        kdoc.prepare_timeline(self.app, len(frames))  # first, so that the time switch lies below the group
+        group = kdoc.add_frames_group(source, self.session.layer_name, frames)
+        self.animation = {"group": group.name(), "frames": len(frames), "timeline": False}
+        kdoc.doc.setActiveNode(group)
+        QTimer.singleShot(TIMELINE_WAIT_MS, lambda: self._to_timeline(kdoc, group, len(frames)))
 
-    def _to_timeline(self, kdoc: KritaDocument, scratch: Any, frames: list[Any]) -> None:
+    def _to_timeline(self, kdoc: KritaDocument, group: Any, n: int) -> None:
         layer = None
-        source = self._session_source()
         try:
-            if source is not None:
-                layer = kdoc.to_timeline(self.app, scratch, source)
-        except Exception as exc:  # an older or newer Krita whose conversion fails: the frames go in as a group
+            layer = kdoc.to_timeline(self.app, group)
+        except Exception as exc:  # an older or newer Krita without the conversion: the group stays
             self.animation["timeline_error"] = f"{type(exc).__name__}: {exc}"
-        # The scratch document is closed a moment later, once Krita has let go of it.
-        QTimer.singleShot(TIMELINE_WAIT_MS, lambda: self._close_scratch(kdoc, scratch, source, frames, layer))
-
-    def _close_scratch(self, kdoc: KritaDocument, scratch: Any, source: Any, frames: list[Any], layer: Any) -> None:
-        try:
-            kdoc.close_scratch(self.app, scratch)
-        except Exception as exc:  # closed already (by to_timeline's failure, or by the person)
-            self.animation["close_error"] = f"{type(exc).__name__}: {exc}"
-        if layer is None:
-            source = self._session_source()
-            if source is None:
-                self._fail("The source layer is gone; drag again.", keep_session=True)
-            else:
-                self._as_group(kdoc, source, frames)
-            return
-        self.animation["timeline"] = True
-        n = len(frames)
-        text = f"Applied as the animated layer “{scratch.name}”: {plural(n, 'frame')} on the timeline, from frame 0."
-        QTimer.singleShot(TIMELINE_WAIT_MS, lambda: self._set_phase(IDLE, text + " The source layer is unchanged."))
-
-    def _as_group(self, kdoc: KritaDocument, source: Any, frames: list[Any]) -> None:
-        name = self.session.layer_name if self.session is not None else source.name()
-        group = kdoc.add_frames_group(source, name, frames)
-        self.animation["group"] = group.name()
-        n = len(frames)
-        text = f"Applied as the layer group “{group.name()}”: {plural(n, 'frame')}, one layer each, the first at the "
-        text += "bottom."
+        name = self.animation.get("group", "")
+        if layer is not None:
+            self.animation["timeline"] = True
+            text = f"Applied as the animated layer “{name}”: {plural(n, 'frame')} on the timeline, from frame 0."
+        else:
+            text = (
+                f"Applied as the layer group “{name}”: {plural(n, 'frame')}, one layer each, the first at the bottom."
+            )
         self._set_phase(IDLE, text + " The source layer is unchanged.")
 
     # ------------------------------------------------------------------ starting work

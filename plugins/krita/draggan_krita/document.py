@@ -7,12 +7,11 @@
   on the undo stack (a line swapped for an arrow left two, which undo later walked through), and the scripting API
   has no way to restyle a shape in place;
 - the "DragGAN preview" layer (a copy of the source, made when the first preview arrives) which Apply renames into
-  the result layer; "Apply as animation" puts the drag's frames above the source instead: one animated layer (a
-  frame per kept step on the timeline), made by Krita's own Convert Group to Animated Layer on a group of layers,
-  one per frame, in a scratch document, and copied into the person's document in one step. Layers are added and
-  removed with Krita's node calls, which put them on the undo stack (one step each: a drag and its Apply leave one;
-  Apply as animation leaves three, one of them above the layers before the drag, see `prepare_timeline`); the
-  source layer itself is only ever read.
+  the result layer; "Apply as animation" puts the drag's frames above the source instead: a group of layers, one
+  per frame, which Krita's own Convert Group to Animated Layer then makes one animated layer (a frame per kept
+  step on the timeline). Layers are added and removed with Krita's node calls, which put them on the undo stack (one
+  step each: a drag and its Apply leave one; Apply as animation leaves four, two of them above the layers before
+  the drag, see `prepare_timeline`); the source layer itself is only ever read.
 
 Krita runs its event loop inside node and shape calls (timers and socket notifiers fire before they return), so
 callers must not rely on nothing else having happened in between.
@@ -55,17 +54,6 @@ class Capture:
     @property
     def key(self) -> tuple[Any, ...]:
         return (self.doc_key, self.layer_id, self.rect, self.region, self.digest)
-
-
-@dataclass
-class Scratch:
-    """A document of the frames' own, shown in a view of its own (see `KritaDocument.frames_in_scratch`)."""
-
-    doc: Any
-    view: Any
-    back_to: Any  # the person's view, made the active one again afterwards
-    name: str  # the animated layer's name (unique in the person's document)
-    closed: bool = False
 
 
 def node_id(node: Any) -> str:
@@ -305,8 +293,7 @@ class KritaDocument:
 
     # ------------------------------------------------------------------ animation
     def add_frames_group(self, source: Any, source_name: str, frames: list[tuple[int, bytes, Rect]]) -> Any:
-        """Where there is no conversion (`frames_in_scratch`, `to_timeline`): the drag's frames as a group of paint
-        layers right above the source, "Frame 1 (step 0)" at the bottom:
+        """The drag's frames as a group of paint layers right above the source, "Frame 1 (step 0)" at the bottom:
         each a copy of the source with that frame's pixels (BGRA8 over its rectangle) written in. The group is
         filled before it joins the document, so adding it is one undo step (and filling it none); the preview layer
         goes first, in a step of its own (it showed the result, which is the last frame)."""
@@ -330,11 +317,11 @@ class KritaDocument:
         return find_by_name(self.doc, group.name(), "grouplayer") or group
 
     def prepare_timeline(self, app: Any, frames: int) -> bool:
-        """Before the animation joins the document: the document's clip range set to the frames (0 … frames−1)
+        """Before the frames group joins the document: the document's clip range set to the frames (0 … frames−1)
         and the current time to the last, where this Krita has the conversion (`to_timeline`). The time switch is
-        an undo step of its own (the clip range is not); made first, it lies below the animated layer on the undo
-        stack, so that one undo takes the animation away. An animated layer added later shows the frame at the
-        current time: the last (the result)."""
+        an undo step of its own (the clip range is not); made first, it lies below the group and the conversion
+        on the undo stack, so that two undos take the animation away. The conversion keeps the current time, so
+        the last frame (the result) is what the canvas shows once the animated layer is there."""
         if not hasattr(app, "action") or app.action(TO_TIMELINE) is None:
             return False
         try:
@@ -345,98 +332,26 @@ class KritaDocument:
             return False
         return True
 
-    def frames_in_scratch(
-        self, app: Any, source: Any, source_name: str, frames: list[tuple[int, bytes, Rect]]
-    ) -> Scratch | None:
-        """The drag's frames as a group of paint layers, "Frame 1 (step 0)" at the bottom, each the source's pixels
-        with that frame's (BGRA8 over its rectangle) written in, in a scratch document of the document's size and
-        the source's pixel format, shown in a view of its own and its group the active node: Krita's Convert Group
-        to Animated Layer (`to_timeline`) acts on the active view's document, and the person's document is to get
-        nothing but the finished layer (the group and the conversion would be undo steps of their own there). The
-        preview layer goes first (one undo step; it showed the result, the last frame). None where this Krita has
-        no conversion or no window (`add_frames_group` then)."""
-        from PyQt5.QtCore import QByteArray
+    def to_timeline(self, app: Any, group: Any) -> Any | None:
+        """Krita's own Convert Group to Animated Layer on `group` (which must be the active node by now): one
+        animated paint layer, one keyframe per frame from time 0, in one undo step (Krita's own: the layer added,
+        the group removed); the clip range and current time `prepare_timeline` set stay. Returns the animated
+        layer, or None where this Krita cannot (no such action, no view): the group stays then.
 
+        Not `Document.importAnimation`, which would make the whole animation one undo step: Krita 5.2.9 segfaults
+        inside it now and then, in a worker thread (by the code there, a stroke of the temporary document it loads
+        each frame into), whatever the plugin does around it."""
         action = app.action(TO_TIMELINE) if hasattr(app, "action") else None
-        win = app.activeWindow() if hasattr(app, "activeWindow") else None
-        if action is None or win is None:
+        active = self.doc.activeNode()
+        if action is None or active is None or node_id(active) != node_id(group):
             return None
-        self.remove_preview()
-        w, h = int(self.doc.width()), int(self.doc.height())
-        name = self.unique_name(source_name + ANIMATION_SUFFIX)
-        back_to = win.activeView()
-        doc = app.createDocument(
-            w,
-            h,
-            "DragGAN frames",
-            source.colorModel(),
-            source.colorDepth(),
-            source.colorProfile(),
-            float(self.doc.resolution() or 72.0),
-        )
-        scratch = Scratch(doc, win.addView(doc), back_to, name)
-        try:
-            base = QByteArray(bytes(source.pixelData(0, 0, w, h)))
-            group = doc.createGroupLayer(name)
-            layers = []
-            for i, (step, bgra, (x, y, fw, fh)) in enumerate(frames):
-                layer = doc.createNode(f"Frame {i + 1} (step {step})", "paintlayer")
-                layer.setPixelData(base, 0, 0, w, h)
-                layer.setPixelData(QByteArray(bgra), x, y, fw, fh)
-                layers.append(layer)
-            group.setChildNodes(layers)  # bottom first (addChildNode would be an undo step per frame)
-            doc.rootNode().addChildNode(group, None)
-            doc.setActiveNode(find_by_name(doc, name, "grouplayer") or group)
-        except Exception:
-            self.close_scratch(app, scratch)
-            raise
-        return scratch
-
-    def to_timeline(self, app: Any, scratch: Scratch, source: Any) -> Any | None:
-        """Krita's own Convert Group to Animated Layer on the scratch document's group (its active node by now):
-        one animated paint layer, one keyframe per frame from time 0. A copy of it goes right above the source, in
-        one undo step (a layer added; the copy keeps the keyframes and takes this document's time, so the last
-        frame shows: `prepare_timeline` switched to it). The person's view is made the active one again; the
-        caller closes the scratch document (`close_scratch`) a moment later, once Krita is done with it. Returns
-        the animated layer, or None where the conversion made none (then nothing was added).
-
-        Not `Document.importAnimation`, which would make the whole animation one undo step too: Krita 5.2.9
-        segfaults inside it now and then, in a worker thread (by the code there, a stroke of the temporary
-        document it loads each frame into), whatever the plugin does around it."""
-        try:
-            app.action(TO_TIMELINE).trigger()
-            scratch.doc.waitForDone()
-            made = find_by_name(scratch.doc, scratch.name, "paintlayer")
-            copy = made.duplicate() if made is not None and made.animated() else None
-            self.back_to(app, scratch)
-            if copy is None:
-                return None
-            copy.setName(scratch.name)
-            parent = source.parentNode() or self.doc.rootNode()
-            parent.addChildNode(copy, source)
-            self.doc.waitForDone()
-        except Exception:
-            self.close_scratch(app, scratch)
-            raise
+        name = group.name()
+        action.trigger()
+        layer = find_by_name(self.doc, name, "paintlayer")
+        if layer is None or not layer.animated():
+            return None
         self.doc.refreshProjection()
-        layer = find_by_name(self.doc, scratch.name, "paintlayer")
-        return layer if layer is not None and layer.animated() else None
-
-    def back_to(self, app: Any, scratch: Scratch) -> None:
-        win = app.activeWindow()
-        if scratch.back_to is not None and win is not None:
-            win.showView(scratch.back_to)
-        app.setActiveDocument(self.doc)
-
-    def close_scratch(self, app: Any, scratch: Scratch) -> None:
-        """Back to the person's view, and the scratch document closed unsaved (once: Krita crashes on a second)."""
-        self.back_to(app, scratch)
-        if scratch.closed:
-            return
-        scratch.closed = True
-        scratch.doc.waitForDone()
-        scratch.doc.setModified(False)  # closed without asking to save
-        scratch.doc.close()
+        return layer
 
     def unique_name(self, name: str) -> str:
         taken = {n.name() for n in walk(self.doc.rootNode())}
