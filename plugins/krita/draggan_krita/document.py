@@ -322,7 +322,7 @@ class KritaDocument:
         an undo step of its own (the clip range is not); made first, it lies below the group and the conversion
         on the undo stack, so that two undos take the animation away. The conversion keeps the current time, so
         the last frame (the result) is what the canvas shows once the animated layer is there."""
-        if not hasattr(app, "action") or app.action(TO_TIMELINE) is None:
+        if _timeline_action(app) is None:
             return False
         try:
             self.doc.setFullClipRangeStartTime(0)
@@ -341,7 +341,7 @@ class KritaDocument:
         Not `Document.importAnimation`, which would make the whole animation one undo step: Krita 5.2.9 segfaults
         inside it now and then, in a worker thread (by the code there, a stroke of the temporary document it loads
         each frame into), whatever the plugin does around it."""
-        action = app.action(TO_TIMELINE) if hasattr(app, "action") else None
+        action = _timeline_action(app)
         active = self.doc.activeNode()
         if action is None or active is None or node_id(active) != node_id(group):
             return None
@@ -361,6 +361,11 @@ class KritaDocument:
         while f"{name} {i}" in taken:
             i += 1
         return f"{name} {i}"
+
+
+def _timeline_action(app: Any) -> Any | None:
+    """Krita's Convert Group to Animated Layer action, or None in a Krita (or a fake) without it."""
+    return app.action(TO_TIMELINE) if hasattr(app, "action") else None
 
 
 def _affine(shape: Any) -> geometry.Affine | None:
