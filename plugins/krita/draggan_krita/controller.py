@@ -56,7 +56,6 @@ DONE = "done"
 APPLYING = "applying"
 BUSY_PHASES = (OPENING, QUEUED, FITTING, DRAGGING, STOPPING, APPLYING)
 MOST_FRAMES = 100  # a drag that keeps frames keeps about this many at most (one every steps / 100 steps)
-TIMELINE_WAIT_MS = 400  # Krita makes a node the active one a moment after it is asked to
 
 
 def frame_every(steps: int) -> int:
@@ -282,25 +281,23 @@ class EditController(QObject):
             return
         frames = [(f.step, f.pixels, (f.offset[0], f.offset[1], f.width, f.height)) for f in self._frames]
         self._frames = []
-        kdoc.prepare_timeline(self.app, len(frames))  # first, so that the time switch lies below the group
-        group = kdoc.add_frames_group(source, self.session.layer_name, frames)
-        self.animation = {"group": group.name(), "frames": len(frames), "timeline": False}
-        kdoc.doc.setActiveNode(group)
-        QTimer.singleShot(TIMELINE_WAIT_MS, lambda: self._to_timeline(kdoc, group, len(frames)))
-
-    def _to_timeline(self, kdoc: KritaDocument, group: Any, n: int) -> None:
+        n = len(frames)
+        self.animation = {"frames": n, "timeline": False}
         layer = None
-        try:
-            layer = kdoc.to_timeline(self.app, group)
-        except Exception as exc:  # an older or newer Krita without the conversion: the group stays
-            self.animation["timeline_error"] = f"{type(exc).__name__}: {exc}"
-        name = self.animation.get("group", "")
+        if kdoc.prepare_timeline(self.app, n):  # first, so that the time switch lies below the animated layer
+            try:
+                layer = kdoc.add_animation(self.app, source, self.session.layer_name, frames)
+            except Exception as exc:  # a Krita that cannot take the animated layer: the frames go in as a group
+                self.animation["timeline_error"] = f"{type(exc).__name__}: {exc}"
         if layer is not None:
-            self.animation["timeline"] = True
-            text = f"Applied as the animated layer “{name}”: {plural(n, 'frame')} on the timeline, from frame 0."
+            self.animation.update(group=layer.name(), timeline=True)
+            text = f"Applied as the animated layer “{layer.name()}”: {plural(n, 'frame')} on the timeline, from 0."
         else:
+            group = kdoc.add_frames_group(source, self.session.layer_name, frames)
+            self.animation["group"] = group.name()
             text = (
-                f"Applied as the layer group “{name}”: {plural(n, 'frame')}, one layer each, the first at the bottom."
+                f"Applied as the layer group “{group.name()}”: {plural(n, 'frame')}, one layer each, the first at the "
+                "bottom."
             )
         self._set_phase(IDLE, text + " The source layer is unchanged.")
 

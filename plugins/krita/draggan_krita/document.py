@@ -7,11 +7,11 @@
   on the undo stack (a line swapped for an arrow left two, which undo later walked through), and the scripting API
   has no way to restyle a shape in place;
 - the "DragGAN preview" layer (a copy of the source, made when the first preview arrives) which Apply renames into
-  the result layer; "Apply as animation" puts the drag's frames above the source instead: a group of layers, one
-  per frame, which Krita's own Convert Group to Animated Layer then makes one animated layer (a frame per kept
-  step on the timeline). Layers are added and removed with Krita's node calls, which put them on the undo stack (one
-  step each: a drag and its Apply leave one; Apply as animation leaves four, two of them above the layers before
-  the drag, see `prepare_timeline`); the source layer itself is only ever read.
+  the result layer; "Apply as animation" puts the drag's frames above the source instead: one animated paint layer
+  (a frame per kept step on the timeline), read from a Krita file the plugin writes (`kra`) and copied in as one
+  layer. Layers are added and removed with Krita's node calls, which put them on the undo stack (one step each: a
+  drag and its Apply leave one; Apply as animation leaves three, one of them above the layers before the drag, see
+  `prepare_timeline`); the source layer itself is only ever read.
 
 Krita runs its event loop inside node and shape calls (timers and socket notifiers fire before they return), so
 callers must not rely on nothing else having happened in between.
@@ -20,17 +20,19 @@ callers must not rely on nothing else having happened in between.
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from typing import Any
 
-from . import geometry
+from . import geometry, kra
 from .geometry import Pair, Rect
 
 POINTS_LAYER = "Drag points"
 PREVIEW_LAYER = "DragGAN preview"
 RESULT_SUFFIX = " (DragGAN)"
 ANIMATION_SUFFIX = " (DragGAN animation)"
-TO_TIMELINE = "convert_group_to_animated"  # Krita's Layer > Convert > Convert Group to Animated Layer
 _OWN_NAMES = (POINTS_LAYER, PREVIEW_LAYER)
 
 
@@ -293,10 +295,11 @@ class KritaDocument:
 
     # ------------------------------------------------------------------ animation
     def add_frames_group(self, source: Any, source_name: str, frames: list[tuple[int, bytes, Rect]]) -> Any:
-        """The drag's frames as a group of paint layers right above the source, "Frame 1 (step 0)" at the bottom:
-        each a copy of the source with that frame's pixels (BGRA8 over its rectangle) written in. The group is
-        filled before it joins the document, so adding it is one undo step (and filling it none); the preview layer
-        goes first, in a step of its own (it showed the result, which is the last frame)."""
+        """Where this Krita cannot take an animated layer (`add_animation`): the drag's frames as a group of paint
+        layers right above the source, "Frame 1 (step 0)" at the bottom: each a copy of the source with that
+        frame's pixels (BGRA8 over its rectangle) written in. The group is filled before it joins the document, so
+        adding it is one undo step (and filling it none); the preview layer goes first, in a step of its own (it
+        showed the result, which is the last frame)."""
         from PyQt5.QtCore import QByteArray
 
         self.remove_preview()
@@ -317,12 +320,12 @@ class KritaDocument:
         return find_by_name(self.doc, group.name(), "grouplayer") or group
 
     def prepare_timeline(self, app: Any, frames: int) -> bool:
-        """Before the frames group joins the document: the document's clip range set to the frames (0 … frames−1)
-        and the current time to the last, where this Krita has the conversion (`to_timeline`). The time switch is
-        an undo step of its own (the clip range is not); made first, it lies below the group and the conversion
-        on the undo stack, so that two undos take the animation away. The conversion keeps the current time, so
-        the last frame (the result) is what the canvas shows once the animated layer is there."""
-        if _timeline_action(app) is None:
+        """Before the animated layer joins the document: the document's clip range set to the frames (0 …
+        frames−1) and the current time to the last, where this Krita can take an animated layer. The time switch
+        is an undo step of its own (the clip range is not); made first, it lies below the layer on the undo stack,
+        so that one undo takes the animation away; the layer, once there, shows the frame at the current time: the
+        last (the result)."""
+        if not hasattr(app, "openDocument"):
             return False
         try:
             self.doc.setFullClipRangeStartTime(0)
@@ -332,25 +335,48 @@ class KritaDocument:
             return False
         return True
 
-    def to_timeline(self, app: Any, group: Any) -> Any | None:
-        """Krita's own Convert Group to Animated Layer on `group` (which must be the active node by now): one
-        animated paint layer, one keyframe per frame from time 0, in one undo step (Krita's own: the layer added,
-        the group removed); the clip range and current time `prepare_timeline` set stay. Returns the animated
-        layer, or None where this Krita cannot (no such action, no view): the group stays then.
+    def add_animation(self, app: Any, source: Any, source_name: str, frames: list[tuple[int, bytes, Rect]]) -> Any:
+        """The drag's frames as one animated paint layer right above the source, a keyframe per frame from time 0,
+        each the source's pixels with that frame's (BGRA8 over its rectangle) written in, with the source's
+        opacity and blending mode: in one undo step (the preview layer goes first, in a step of its own).
 
-        Not `Document.importAnimation`, which would make the whole animation one undo step: Krita 5.2.9 segfaults
-        inside it now and then, in a worker thread (by the code there, a stroke of the temporary document it loads
-        each frame into), whatever the plugin does around it."""
-        action = _timeline_action(app)
-        active = self.doc.activeNode()
-        if action is None or active is None or node_id(active) != node_id(group):
-            return None
-        name = group.name()
-        action.trigger()
-        layer = find_by_name(self.doc, name, "paintlayer")
-        if layer is None or not layer.animated():
-            return None
+        Krita's scripting API makes no keyframes, so the layer is written as a Krita file (`kra`), opened without a
+        view (a document of its own, never shown, closed unsaved at once) and a copy of its layer, keyframes and
+        all, added here. The ways inside Krita each left more undo steps (a group of frames, then Convert Group to
+        Animated Layer: two) or crashed Krita 5.2.9 now and then (`Document.importAnimation`; the conversion run
+        in a second document with a view of its own). Returns the layer; raises DocumentError where this Krita
+        cannot open the file or made no animated layer of it (nothing was added then)."""
+        if not hasattr(app, "openDocument"):
+            raise DocumentError("This Krita cannot open documents from a script.")
+        b = source.bounds()
+        base_rect = (b.x(), b.y(), max(0, b.width()), max(0, b.height()))
+        base = (bytes(source.pixelData(*base_rect)) if base_rect[2] and base_rect[3] else b""), base_rect
+        name = self.unique_name(source_name + ANIMATION_SUFFIX)
+        folder = tempfile.mkdtemp(prefix="draggan-frames-")
+        try:
+            path = os.path.join(folder, "frames.kra")
+            kra.write_animation(
+                path,
+                int(self.doc.width()),
+                int(self.doc.height()),
+                name,
+                kra.frames_of(base, [(bgra, rect) for _, bgra, rect in frames]),
+                opacity=int(source.opacity()),
+                composite_op=str(source.blendingMode()),
+                fps=int(self.doc.framesPerSecond() or 24),
+                dpi=float(self.doc.resolution() or 72.0),
+            )
+            copy = _animated_copy(app, path, name, source.colorProfile())
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        self.remove_preview()
+        parent = source.parentNode() or self.doc.rootNode()
+        parent.addChildNode(copy, source)
+        self.doc.waitForDone()
         self.doc.refreshProjection()
+        layer = find_by_name(self.doc, name, "paintlayer")
+        if layer is None:
+            raise DocumentError("Krita did not add the animated layer.")
         return layer
 
     def unique_name(self, name: str) -> str:
@@ -363,9 +389,28 @@ class KritaDocument:
         return f"{name} {i}"
 
 
-def _timeline_action(app: Any) -> Any | None:
-    """Krita's Convert Group to Animated Layer action, or None in a Krita (or a fake) without it."""
-    return app.action(TO_TIMELINE) if hasattr(app, "action") else None
+def _animated_copy(app: Any, path: str, name: str, profile: str) -> Any:
+    """A copy of the animated layer `name` of the Krita file at `path`, opened without a view and closed unsaved
+    (batch mode for the moment, so that a file Krita cannot read gives an error here, not a dialog that waits)."""
+    was = app.batchmode() if hasattr(app, "batchmode") else False
+    app.setBatchmode(True)
+    try:
+        doc = app.openDocument(path)
+    finally:
+        app.setBatchmode(was)
+    if doc is None:
+        raise DocumentError("Krita could not open the frames it was given.")
+    try:
+        layer = find_by_name(doc, name, "paintlayer")
+        if layer is None or not layer.animated():
+            raise DocumentError("Krita made no animated layer of the frames.")
+        if profile and layer.colorProfile() != profile:
+            layer.setColorProfile(profile)  # the source's profile, assigned: the pixel values stay as they are
+        return layer.duplicate()
+    finally:
+        doc.waitForDone()
+        doc.setModified(False)
+        doc.close()
 
 
 def _affine(shape: Any) -> geometry.Affine | None:

@@ -5,9 +5,11 @@ It opens a 64-px document, adds one line to the points layer, ticks Keep frames,
 preview layer's pixels (the result), presses Apply as animation, and reports: the new layer's type and whether it
 is animated, which times have keyframes, each keyframe's pixels (read with pixelDataAtTime: a time switch would be
 an undo step of its own) against the source and the result, the current time and what the layer shows there, the
-document's clip range, Krita's Undo History docker (rows and current row) before the drag, after it and after Apply,
-what one undo after another takes away until the animation's name is gone, and, after as many redos, the layers,
-keyframes and frames again (this time also through the canvas, switching to each time).
+document's clip range, the open documents and views before and after (the Krita file the frames are read from is
+opened without a view and closed) and the active document, Krita's Undo History docker (rows and current row)
+before the drag, after it and after Apply, what one undo after another takes away until the animation's name is
+gone, and, after as many redos, the layers, keyframes and frames again (this time also through the canvas,
+switching to each time).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ class Check(ScenarioCheck):
 
     def scenario(self):
         from draggan_krita import controller as ctl
-        from draggan_krita.document import KritaDocument, find_by_name
+        from draggan_krita.document import KritaDocument, doc_key, find_by_name
         from draggan_krita.extension import find_docker
         from draggan_krita.geometry import Pair
         from PyQt5.QtCore import QByteArray
@@ -88,6 +90,8 @@ class Check(ScenarioCheck):
         r["layers_done"] = [n.name() for n in doc.rootNode().childNodes()]
         r["history_done"] = history_rows(k)
         r["docker_names"] = [d.objectName() for d in k.dockers()]
+        r["documents_before"] = [d.name() for d in k.documents()]
+        r["views_before"] = len(k.activeWindow().views())
         panel.animation_button.click()
         end = time.monotonic() + 60
         while c.phase != ctl.IDLE:
@@ -98,6 +102,10 @@ class Check(ScenarioCheck):
         r["error"] = c.error
         r["animation"] = dict(c.animation)
         r["layers_after"] = [(n.name(), n.type(), bool(n.animated())) for n in doc.rootNode().childNodes()]
+        r["documents_after"] = [d.name() for d in k.documents()]  # the frames' own document is closed
+        r["views_after"] = len(k.activeWindow().views())
+        active = k.activeDocument()
+        r["active_is_the_document"] = active is not None and doc_key(active) == doc_key(doc)
         name = c.animation.get("group", "?")
         made = find_by_name(doc, name)
         total = int((r["kept"] or {}).get("total") or 0)
@@ -105,6 +113,8 @@ class Check(ScenarioCheck):
         r["time_after_apply"] = doc.currentTime()
         if made is not None:
             r["made"] = {"name": made.name(), "type": made.type(), "animated": bool(made.animated())}
+            r["made_look"] = [made.opacity(), made.blendingMode(), made.colorProfile(), made.visible()]
+            r["source_look"] = [source.opacity(), source.blendingMode(), source.colorProfile(), source.visible()]
             r["shown_after_apply"] = digest(made.pixelData(0, 0, SIDE, SIDE))  # what the canvas shows now
             r["keyframes"] = keyframes(made, total)
             r["children"] = [n.name() for n in made.childNodes()]
