@@ -2,7 +2,8 @@
 Drag, then "Apply as animation" puts the drag's frames on the timeline: one animated paint layer, a keyframe per
 kept step from time 0 (read from a Krita file the plugin writes, opened without a view and closed, its layer copied
 in), the first frame the source's pixels, the last the result (the frame shown once Apply is done), with the
-source's opacity, blending mode and profile, the source untouched. One undo takes the animation away (the
+source's opacity, blending mode and profile, the source untouched. The document is at 300 dpi and the source layer
+reaches past the canvas: every frame keeps its pixels there. One undo takes the animation away (the
 document's layers are those before the drag) and one redo brings it back as it was; in Krita's Undo History
 docker Apply leaves three steps: the preview's removal and the time switch to the last frame below the layer,
 none per frame.
@@ -52,6 +53,7 @@ def test_apply_as_animation_puts_the_frames_on_the_timeline(krita, plugin_zip, q
     assert len(frames) == n and frames[0] == res["source_digest"], "frame 0 is not the drag's start (the source)"
     assert frames[-1] == res["result"], "the last frame is not the result"
     assert len(set(frames)) > 1
+    assert res["frames_past_canvas"] == [res["source_past_canvas"]] * n  # the layer's pixels past the canvas, kept
     assert "on the timeline" in res["status"], res["status"]
     assert res["made_look"] == res["source_look"], (res["made_look"], res["source_look"])
     # The frames' own document is closed and was never shown; the person's document is the active one.

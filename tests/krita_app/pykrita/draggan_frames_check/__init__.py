@@ -24,6 +24,7 @@ from krita import Krita
 
 RESULT = os.environ.get("DRAGGAN_FRAMES_CHECK")
 SIDE = 64
+OVER = 8  # how far the source layer reaches past the canvas on each side
 
 
 def digest(data: Any) -> str:
@@ -43,13 +44,17 @@ class Check(ScenarioCheck):
         k = Krita.instance()
         r = self.res
         r["krita_version"] = k.version()
-        doc = k.createDocument(SIDE, SIDE, "frames", "RGBA", "U8", "", 72.0)
+        # A 300-dpi document whose layer reaches past the canvas (pixels the frames must keep too), with an opacity
+        # and a blending mode of its own (the animated layer takes them).
+        doc = k.createDocument(SIDE, SIDE, "frames", "RGBA", "U8", "", 300.0)
         pixels = bytearray()
-        for y in range(SIDE):
-            for x in range(SIDE):
+        for y in range(-OVER, SIDE + OVER):
+            for x in range(-OVER, SIDE + OVER):
                 pixels += bytes(((x * 4) % 256, (y * 4) % 256, (x * y) % 256, 255))
         source = doc.rootNode().childNodes()[0]
-        source.setPixelData(QByteArray(bytes(pixels)), 0, 0, SIDE, SIDE)
+        source.setPixelData(QByteArray(bytes(pixels)), -OVER, -OVER, SIDE + 2 * OVER, SIDE + 2 * OVER)
+        source.setOpacity(200)
+        source.setBlendingMode("multiply")
         k.activeWindow().addView(doc)
         k.setActiveDocument(doc)
         yield 600
@@ -120,6 +125,10 @@ class Check(ScenarioCheck):
             r["children"] = [n.name() for n in made.childNodes()]
             # Each keyframe's pixels read without a time switch (one would be an undo step of its own).
             r["frame_digests"] = [digest(made.pixelDataAtTime(0, 0, SIDE, SIDE, t)) for t in range(total)]
+            # Past the canvas (a strip above it and one to its right), every frame holds the source's pixels.
+            strips = [(-OVER, -OVER, SIDE + 2 * OVER, OVER), (SIDE, 0, OVER, SIDE)]
+            r["source_past_canvas"] = [digest(source.pixelData(*box)) for box in strips]
+            r["frames_past_canvas"] = [[digest(made.pixelDataAtTime(*box, t)) for box in strips] for t in range(total)]
             r["clip_range"] = [doc.fullClipRangeStartTime(), doc.fullClipRangeEndTime()]
         r["source_digest"] = before
         r["history_after_reading"] = history_rows(k)
