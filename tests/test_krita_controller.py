@@ -22,7 +22,7 @@ from draggan_daemon.engine import inversion  # noqa: E402
 from draggan_krita import controller as ctl  # noqa: E402
 from draggan_krita import settings as st  # noqa: E402
 from draggan_krita.docker import DragPanel  # noqa: E402
-from draggan_krita.document import PREVIEW_LAYER, KritaDocument  # noqa: E402
+from draggan_krita.document import PREVIEW_LAYER, KritaDocument, find_by_name  # noqa: E402
 from draggan_krita.geometry import Pair  # noqa: E402
 from draggan_krita.link import OFFLINE, READY, DaemonLink  # noqa: E402
 from draggan_protocol import outcome  # noqa: E402
@@ -647,6 +647,42 @@ def test_drag_and_apply_add_one_undo_step(qtbot, daemon, seed_image):
     assert [p.as_list() for p in kdoc.pairs()] == [pytest.approx([10, 16, 16, 16])]
     app.action("edit_undo").trigger()  # the person's line
     assert kdoc.pairs() == []
+
+
+def test_apply_as_animation_without_keyframes_is_one_group_in_one_undo(qtbot, daemon, seed_image):
+    """Where Krita cannot take an animated layer (this fake opens no documents, as a Krita without the scripting
+    call would not), Apply as animation puts the frames in as a group, one layer per kept step, the first the
+    source's pixels and the last the result, in one undo step above the preview's removal."""
+    app, doc = make_doc(seed_image)
+    kdoc = KritaDocument(doc)
+    kdoc.add_arrows([Pair(10, 16, 16, 16)])
+    src = doc.rootNode().childNodes()[0]
+    before = bytes(src.pixelData(0, 0, R, R))
+    layers_before = [n.name() for n in doc.rootNode().childNodes()]
+    panel = make_panel(qtbot, app, daemon.connection_file)
+    panel.steps_spin.setValue(4)
+    panel.frames_check.setChecked(True)
+    wait_ready(qtbot, panel)
+    c = panel.controller
+    panel.drag_button.click()
+    qtbot.waitUntil(lambda: c.phase == ctl.DONE or bool(c.error), timeout=30000)
+    assert not c.error, c.error
+    assert c.has_frames and panel.animation_button.isEnabled()
+    result = bytes(kdoc.preview_layer().pixelData(0, 0, R, R))
+    steps = doc.undo_steps()
+    panel.animation_button.click()
+    qtbot.waitUntil(lambda: c.phase == ctl.IDLE, timeout=10000)
+    assert not c.error, c.error
+    assert "Applied as the layer group" in panel.status_label.text() and not c.animation["timeline"]
+    group = find_by_name(doc, "Background (DragGAN animation)", "grouplayer")
+    frames = group.childNodes()
+    n = int(c.last_done["frames"]["total"])
+    assert len(frames) == n and [f.name() for f in frames][:2] == ["Frame 1 (step 0)", "Frame 2 (step 1)"]
+    assert bytes(frames[0].pixelData(0, 0, R, R)) == before and bytes(frames[-1].pixelData(0, 0, R, R)) == result
+    assert doc.undo_steps() == steps + 2  # the preview's removal, the group (filling it was none)
+    app.action("edit_undo").trigger()
+    assert [n.name() for n in doc.rootNode().childNodes()] == layers_before
+    assert bytes(src.pixelData(0, 0, R, R)) == before
 
 
 def test_status_stays_with_its_document(qtbot, daemon, seed_image):

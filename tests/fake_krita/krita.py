@@ -91,6 +91,15 @@ class Node(QObject):
         pump(self._doc)
         return True
 
+    def setChildNodes(self, nodes: list[Node]) -> None:
+        """As Krita's: the children replaced, bottom first, without an undo step (Krita uses it to fill a group
+        that is not in the document yet)."""
+        for child in self._children:
+            child._parent = None
+        self._children = []
+        for child in nodes:
+            self._insert(child, len(self._children))
+
     def _insert(self, child: Node, index: int) -> None:
         child._parent = self
         self._children.insert(index, child)
