@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .outcome import error_text, has_arrival, lost_text
-from .progress import progress_words, queued_words
+from .progress import DRAFT_WORDS, progress_words, queued_words
 
 HEARTBEAT_INTERVAL = 1.0
 """Seconds between a following client's heartbeats (each is a few dozen bytes)."""
@@ -65,6 +65,7 @@ class Job:
         self.error = ""  # plain words when REFUSED or LOST
         self.refusal: dict[str, Any] = {}  # the daemon's own error content when REFUSED
         self.steps = 0  # steps reported so far (job_done's count at the end)
+        self.preview_draft = False  # the latest preview was a draft (2.2); the words say so until a full one
         self.wants_stop = False  # Stop was pressed (perhaps before the reply named the job)
 
     # ------------------------------------------------------------------ driving
@@ -170,6 +171,10 @@ class Job:
         fraction, words = progress_words(
             c, max_steps=self.max_steps, arrival=self.arrival or None, fit_first=self.fit_first
         )
+        if "preview" in c:
+            self.preview_draft = bool(c.get("preview_draft"))
+        if phase == "drag" and self.preview_draft:
+            words += " – " + DRAFT_WORDS
         self.fraction = max(self.fraction, min(max(fraction, 0.0), 1.0))
         if self.state != STOPPING:
             self.state = RUNNING

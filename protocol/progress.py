@@ -93,6 +93,11 @@ def progress_words(
     return base + (1.0 - base) * share, words
 
 
+DRAFT_WORDS = "the preview is a draft: the result has the full detail"
+"""Said while the preview shown is a draft (`preview_draft`, PROTOCOL.md §6): a painter who sees a softer picture
+during the drag should not take it for the result."""
+
+
 def queued_words(position: int) -> str:
     """Words for a job (or an upload) waiting behind others on the daemon."""
     if position <= 0:

@@ -5,7 +5,7 @@ PROTOCOL.md is the normative text; this module is the same facts in code so that
 
 from __future__ import annotations
 
-PROTOCOL_VERSION = "2.1"
+PROTOCOL_VERSION = "2.2"
 PROTOCOL_MAJOR = 2
 
 # Frames after the ZeroMQ routing envelope: [DELIMITER, signature, header, content, *buffers].

@@ -13,7 +13,7 @@ from draggan_protocol import Client, DaemonError, DaemonUnreachable
 from draggan_protocol import jobs as J
 from draggan_protocol.client import drag_request
 from draggan_protocol.outcome import ERROR_HINTS, START_DAEMON, error_text
-from draggan_protocol.progress import FIT_SHARE, progress_words
+from draggan_protocol.progress import DRAFT_WORDS, FIT_SHARE, progress_words
 from draggan_protocol.spec import ERROR_CODES
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -72,6 +72,23 @@ def test_a_drag_goes_sent_queued_running_done_with_one_bar_that_never_goes_back(
     assert job.handle(msg("job_done", "m1", job_id="j", state="done", steps=12, **ARRIVED)) == "done"
     assert job.state == J.DONE and job.finished and job.fraction == 1.0 and job.steps == 12
     assert job.handle(msg("progress", "m1", job_id="j", phase="drag", step=13)) is None  # nothing after the end
+
+
+def test_the_words_say_a_draft_preview_is_a_draft_until_a_full_one_comes():
+    """A painter who sees a softer picture during the drag is told it is a draft (2.2 `preview_draft`), on the
+    steps between previews too (the status line does not flicker), until a full-detail preview comes."""
+    job, send = started(max_steps=20)
+    job.handle(msg("drag_reply", "m1", job_id="j", queue_position=0), send)
+    job.handle(msg("progress", "m1", job_id="j", phase="drag", step=1, preview={}, preview_res=64))
+    assert DRAFT_WORDS not in job.text and not job.preview_draft  # a 2.1 daemon: nothing is said
+    job.handle(msg("progress", "m1", job_id="j", phase="drag", step=2, preview={}, preview_res=64, preview_draft=True))
+    assert job.text == "Dragging, step 2 (at most 20) – " + DRAFT_WORDS and job.preview_draft
+    job.handle(msg("progress", "m1", job_id="j", phase="drag", step=3, **ARRIVED))  # no preview on this step
+    assert job.text.endswith(" – " + DRAFT_WORDS) and "6 of 10 px" in job.text
+    job.handle(
+        msg("progress", "m1", job_id="j", phase="drag", step=4, preview={}, preview_res=256, preview_draft=False)
+    )
+    assert DRAFT_WORDS not in job.text
 
 
 def test_messages_of_other_jobs_and_requests_are_not_taken():

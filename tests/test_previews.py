@@ -165,6 +165,7 @@ def test_the_daemon_says_which_block_a_preview_stops_at_and_full_means_full() ->
             p = image_from_message(previews[0], "preview")
             assert (p.width, p.height) == (128, 128)
             seen[detail] = [m.content["preview_res"] for m in previews]
+            assert [m.content["preview_draft"] for m in previews] == [r < 128 for r in seen[detail]]
             c.undo(sid)
         assert seen["draft"][0] == 64 and set(seen["draft"]) <= {64, 128}  # the first is always drawn
         assert seen["full"] == [128] * 4

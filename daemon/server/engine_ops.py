@@ -201,6 +201,7 @@ class EngineOps:
                         content.update(report)
                         content["preview"], frames = self._layer_payload(s, rendered.layer, "changed", "RGBA8")
                         content["preview_res"] = int(rep.image_res or res)
+                        content["preview_draft"] = content["preview_res"] < res  # 2.2: what a client labels
             progress(content, frames)
 
         final = opt.run(
