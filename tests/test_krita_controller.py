@@ -388,6 +388,30 @@ def test_the_settings_choice_is_sent_and_remembered(qtbot, tmp_path):
     assert panel2.settings_combo.currentText() == "Official DragGAN" and panel2.params.preset == "official"
 
 
+def test_the_preview_detail_is_sent_and_remembered(qtbot, daemon, seed_image):
+    """Protocol 2.1's preview_detail one choice away in the Parameters section: draft by default (previews at the
+    drag's pace), full when asked, sent with the drag and remembered."""
+    store = MemoryStore()
+    app, doc = make_doc(seed_image)
+    KritaDocument(doc).add_arrows([Pair(10, 16, 16, 16)])
+    panel = make_panel(qtbot, app, daemon.connection_file, store)
+    combo = panel.detail_combo
+    assert [combo.itemData(i) for i in range(combo.count())] == ["draft", "full"] and combo.currentData() == "draft"
+    assert "full detail" in combo.toolTip()
+    combo.setCurrentIndex(combo.findData("full"))
+    assert store.values["preview_detail"] == "full"
+    panel.steps_spin.setValue(2)
+    wait_ready(qtbot, panel)
+    sent = record_requests(panel)
+    c = panel.controller
+    panel.drag_button.click()
+    qtbot.waitUntil(lambda: c.phase == ctl.DONE or bool(c.error), timeout=30000)
+    assert not c.error, c.error
+    assert [content["preview_detail"] for kind, content in sent if kind == "drag"] == ["full"]
+    panel2 = make_panel(qtbot, app, daemon.connection_file, store)
+    assert panel2.detail_combo.currentData() == "full" and panel2.params.preview_detail == "full"
+
+
 def test_settings_through_krita_and_qsettings(tmp_path):
     app = krita.Krita.reset()
     store = st.default_store(app)

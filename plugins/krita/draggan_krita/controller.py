@@ -379,6 +379,7 @@ class EditController(QObject):
                     points,
                     params=self.params.drag_params(),
                     preview_every=self.params.preview_every,
+                    preview_detail=self.params.preview_detail,
                     output=self.params.output,
                     invert_preset=self.params.invert_preset,
                     frames=frame_every(self.params.steps) if self.keep_frames else None,

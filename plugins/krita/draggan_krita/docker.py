@@ -226,12 +226,17 @@ class DragPanel(QWidget):
         for value, label in OUTPUT_CHOICES:
             self.output_combo.addItem(label, value)
         self.output_combo.setToolTip(OUTPUT_TIP)
+        self.detail_combo = QComboBox()  # the previews' detail: drafts at the drag's pace, or in full
+        for value, label in (("draft", "Draft (faster drag)"), ("full", "Full (slower drag)")):
+            self.detail_combo.addItem(label, value)
+        self.detail_combo.setToolTip(table.get("preview_detail").help)
         form.addRow("Settings", self.settings_combo)
         form.addRow("Result", self.output_combo)
         form.addRow("Steps", self.steps_spin)
         form.addRow("Learning rate", self.lr_spin)
         form.addRow("Mask strength", self.mask_spin)
         form.addRow("Preview every", self.preview_spin)
+        form.addRow("Preview detail", self.detail_combo)
         form.addRow("Fit quality", self.preset_combo)
         model_row = QHBoxLayout()
         model_row.addWidget(self.model_combo, 1)
@@ -254,6 +259,7 @@ class DragPanel(QWidget):
         self.model_combo.currentIndexChanged.connect(self._save_params)
         self.preset_combo.currentIndexChanged.connect(self._save_params)
         self.output_combo.currentIndexChanged.connect(self._save_params)
+        self.detail_combo.currentIndexChanged.connect(self._save_params)
         self.settings_combo.currentIndexChanged.connect(self._save_params)
 
         c = self.controller
@@ -280,6 +286,7 @@ class DragPanel(QWidget):
         self.preview_spin.setValue(p.preview_every)
         self.preset_combo.setCurrentText(p.invert_preset)
         self.output_combo.setCurrentIndex(max(self.output_combo.findData(p.output), 0))
+        self.detail_combo.setCurrentIndex(max(self.detail_combo.findData(p.preview_detail), 0))
         self.settings_combo.setCurrentIndex(max(self.settings_combo.findData(p.preset), 0))
         self._fill_models()
         self.advanced_toggle.setChecked(p.show_advanced)
@@ -328,6 +335,7 @@ class DragPanel(QWidget):
         p.preview_every = self.preview_spin.value()
         p.invert_preset = self.preset_combo.currentText()
         p.output = self.output_combo.currentData() or "transfer"
+        p.preview_detail = self.detail_combo.currentData() or table.default("preview_detail")
         p.preset = self.settings_combo.currentData() or table.default("preset")
         p.model = self.model_combo.currentData() or ""
         settings_mod.save(self.store, p.clamp())

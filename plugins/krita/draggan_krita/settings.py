@@ -26,7 +26,7 @@ class Store(Protocol):
 
 # The table's fields this plug-in offers: the numbers have a spin box each, the choices a combo box.
 NUMBERS = ("steps", "lr", "mask_weight", "preview_every")
-CHOICES = ("preset", "invert_preset", "output")
+CHOICES = ("preset", "invert_preset", "output", "preview_detail")
 
 
 @dataclass
@@ -36,6 +36,7 @@ class Params:
     mask_weight: float = table.default("mask_weight")
     model: str = ""  # empty: the daemon's default model
     preview_every: int = table.default("preview_every")  # 0: no previews by count
+    preview_detail: str = table.default("preview_detail")  # "draft": previews at the drag's pace; "full": in full
     invert_preset: str = table.default("invert_preset")
     output: str = table.default("output")  # "transfer": the layer's own pixels, moved; "generator": its picture
     show_advanced: bool = False
