@@ -98,6 +98,27 @@ def test_seed_drag_returns_the_result_and_reports_steps(daemon, output: str) -> 
     assert rec.messages == []  # a seed session has no region to warn about
 
 
+@pytest.mark.parametrize("detail", ["draft", "full"])
+def test_the_preview_detail_goes_with_the_drag(daemon, detail: str) -> None:
+    conn = runner.connect(_settings(daemon))
+    sent = []
+    send = conn.client.send
+
+    def recording(msg_type, content=None, buffers=()):
+        sent.append((msg_type, dict(content or {})))
+        return send(msg_type, content, buffers)
+
+    conn.client.send = recording
+    settings = _settings(daemon, steps=2, **{"preview-layer": True, "preview-detail": detail})
+    out = runner.run_drag(conn.client, NO_LAYER, None, PAIRS, settings, Recorder())
+    conn.close()
+    assert out.state == "done"
+    assert [c["preview_detail"] for kind, c in sent if kind == "drag"] == [detail]
+    assert params.RunSettings.from_values({}).preview_detail == "draft"
+    with pytest.raises(PluginError, match="'preview-detail' must be one of draft, full"):
+        params.RunSettings.from_values({"preview-detail": "best"})
+
+
 def test_seed_mode_refuses_strokes_off_the_models_picture(daemon) -> None:
     """Issue 11, bug 8: the seed picture is the model's 64 px at the layer's corner; strokes drawn for a larger
     layer beyond it are refused in words before anything is dragged (the old plug-in sent them and failed)."""

@@ -219,6 +219,7 @@ def test_gimp_params_are_the_tables() -> None:
         "steps": "steps",
         "learning-rate": "lr",
         "mask-strength": "mask_weight",
+        "preview-detail": "preview_detail",
     }
     unmapped = {p.name for p in gimp_params.PARAMS if p.wire is None}
     # Not drag parameters: 'seed' is the open_session seed (which picture), not the drag's noise seed.

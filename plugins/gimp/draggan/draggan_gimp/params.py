@@ -86,6 +86,14 @@ OUTPUT_CHOICES = (
 )
 
 
+DETAIL_CHOICES = (
+    Choice(
+        "draft", "Draft (faster drag)", "A preview may leave out the finest detail, so that it does not slow the drag"
+    ),
+    Choice("full", "Full (slower drag)", "Every preview in full detail, at the drag's expense"),
+)
+
+
 # The drag presets: this project's settings and the official DragGAN program's, as the table words them.
 SETTINGS_CHOICES = tuple(Choice(p.name, p.label, p.help) for p in table.PRESETS)
 
@@ -172,6 +180,7 @@ PARAMS: tuple[Param, ...] = (
         "daemon answers",
         "",
     ),
+    from_table("preview-detail", "preview_detail", "Pre_view detail", DETAIL_CHOICES),
 )
 
 BY_NAME = {p.name: p for p in PARAMS}
@@ -195,6 +204,7 @@ class RunSettings:
     frames: int = 0  # keep a frame every this many steps (0: none), opened as an animation image
     frame_ms: int = 80  # each frame's time, in its layer's name
     daemon_command: str = ""  # what "Start the daemon" runs (empty: found automatically)
+    preview_detail: str = table.default("preview_detail")  # the preview layer's: 'draft' | 'full'
 
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> RunSettings:

@@ -407,6 +407,7 @@ def run_drag(
             preview_every=PREVIEW_EVERY if settings.preview_layer else 0,
             preview_seconds=None if settings.preview_layer else MEASURE_SECONDS,
             output=settings.output,
+            preview_detail=settings.preview_detail,
             frames=settings.frames or None,
         )
         phases: list[str] = []
