@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .outcome import error_text, has_arrival, lost_text
-from .progress import DRAFT_WORDS, progress_words, queued_words
+from .progress import progress_words, queued_words
 
 HEARTBEAT_INTERVAL = 1.0
 """Seconds between a following client's heartbeats (each is a few dozen bytes)."""
@@ -168,13 +168,15 @@ class Job:
                 pass
             if has_arrival(c):
                 self.arrival = dict(c)
-        fraction, words = progress_words(
-            c, max_steps=self.max_steps, arrival=self.arrival or None, fit_first=self.fit_first
-        )
         if "preview" in c:
             self.preview_draft = bool(c.get("preview_draft"))
-        if phase == "drag" and self.preview_draft:
-            words += " – " + DRAFT_WORDS
+        fraction, words = progress_words(
+            c,
+            max_steps=self.max_steps,
+            arrival=self.arrival or None,
+            fit_first=self.fit_first,
+            draft=self.preview_draft,
+        )
         self.fraction = max(self.fraction, min(max(fraction, 0.0), 1.0))
         if self.state != STOPPING:
             self.state = RUNNING

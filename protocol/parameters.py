@@ -48,6 +48,7 @@ class Parameter:
     unit: str = ""
     automatic: Any = None
     nullable: bool = False
+    choice_labels: tuple[str, ...] | None = None  # what a plug-in's menu shows for each of `choices`, in order
 
     def limits(self) -> tuple[Any, Any]:
         """(minimum, maximum) in the parameter's own type, for a number field's range."""
@@ -209,6 +210,7 @@ TABLE: tuple[Parameter, ...] = (
         "in full detail",
         place=REQUEST,
         choices=("draft", "full"),
+        choice_labels=("Draft (faster drag)", "Full (slower drag)"),
     ),
     Parameter(
         "invert_preset",

@@ -28,6 +28,11 @@ STAGE_WORDS = {
 """The fit's stages (PROTOCOL.md, invert) in the words of someone who never read the paper."""
 
 
+DRAFT_WORDS = "the preview is a draft: the result has the full detail"
+"""Said while the preview shown is a draft (`preview_draft`, PROTOCOL.md §6): a painter who sees a softer picture
+during the drag should not take it for the result."""
+
+
 def plural(n: int, noun: str) -> str:
     """E.g. "1 step", "3 steps"."""
     return f"{n} {noun}{'' if n == 1 else 's'}"
@@ -67,6 +72,7 @@ def progress_words(
     max_steps: int = 0,
     arrival: Mapping[str, Any] | None = None,
     fit_first: bool = False,
+    draft: bool = False,
 ) -> tuple[float, str]:
     """(fraction of the whole job, words) for one progress event.
 
@@ -89,13 +95,10 @@ def progress_words(
     words = f"Dragging, step {step}" + (f" (at most {total})" if total else "")
     if arrival:
         words += " – " + arrival_text(arrival)
+    if draft:
+        words += " – " + DRAFT_WORDS
     base = FIT_SHARE if fit_first else 0.0
     return base + (1.0 - base) * share, words
-
-
-DRAFT_WORDS = "the preview is a draft: the result has the full detail"
-"""Said while the preview shown is a draft (`preview_draft`, PROTOCOL.md §6): a painter who sees a softer picture
-during the drag should not take it for the result."""
 
 
 def queued_words(position: int) -> str:

@@ -227,9 +227,10 @@ class DragPanel(QWidget):
             self.output_combo.addItem(label, value)
         self.output_combo.setToolTip(OUTPUT_TIP)
         self.detail_combo = QComboBox()  # the previews' detail: drafts at the drag's pace, or in full
-        for value, label in (("draft", "Draft (faster drag)"), ("full", "Full (slower drag)")):
+        detail = table.get("preview_detail")
+        for value, label in zip(detail.choices, detail.choice_labels, strict=True):
             self.detail_combo.addItem(label, value)
-        self.detail_combo.setToolTip(table.get("preview_detail").help)
+        self.detail_combo.setToolTip(detail.help)
         form.addRow("Settings", self.settings_combo)
         form.addRow("Result", self.output_combo)
         form.addRow("Steps", self.steps_spin)

@@ -181,7 +181,7 @@ def write_animation(
 
 def read_tile_file(data: bytes) -> dict[tuple[int, int], bytes]:
     """The tiles of a pixel file this module wrote (uncompressed ones only), by corner: the inverse of
-    `tile_file`, for tests and for checking a file before Krita opens it."""
+    `tile_file`, which the tests check it against."""
     lines = data.split(b"\n", 5)
     head = dict(line.decode().split(" ", 1) for line in lines[:5])
     if head.get("VERSION") != "2" or int(head["PIXELSIZE"]) != PIXEL or int(head["TILEWIDTH"]) != TILE:

@@ -86,11 +86,18 @@ OUTPUT_CHOICES = (
 )
 
 
-DETAIL_CHOICES = (
-    Choice(
-        "draft", "Draft (faster drag)", "A preview may leave out the finest detail, so that it does not slow the drag"
-    ),
-    Choice("full", "Full (slower drag)", "Every preview in full detail, at the drag's expense"),
+# The previews' detail: the table's choices and labels, with what each means.
+DETAIL_CHOICES = tuple(
+    Choice(nick, label, help)
+    for nick, label, help in zip(
+        table.get("preview_detail").choices,
+        table.get("preview_detail").choice_labels,
+        (
+            "A preview may leave out the finest detail, so that it does not slow the drag",
+            "Every preview in full detail, at the drag's expense",
+        ),
+        strict=True,
+    )
 )
 
 
